@@ -1,0 +1,667 @@
+//! Vessel's configuration: one TOML file, every field with a documented
+//! default, and a few environment variables that override it.
+//!
+//! With no file at all, Vessel runs the embedded default: the API on
+//! `127.0.0.1:8080`, sessions in an embedded database under `.vessel/`, and
+//! the mock VM and proxy plugins. The README's configuration reference lists
+//! the same fields and defaults as this module; keep them in step.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path} is invalid: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// An environment variable holds a value of the wrong form.
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The values parse but do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the HTTP API listens. Default `127.0.0.1:8080`; env `VESSEL_LISTEN`.
+    pub listen: SocketAddr,
+    /// Where Vessel keeps its own files: the embedded store, the compiled
+    /// plugin cache, and the mock plugins' state. Default `.vessel`; env
+    /// `VESSEL_DATA_DIR`. `{data_dir}` in grant paths expands to it.
+    pub data_dir: PathBuf,
+    /// Where sessions are stored.
+    pub store: StoreConfig,
+    /// What a session's VM looks like and how starting one is bounded.
+    pub session: SessionConfig,
+    /// The background task that stops abandoned sessions.
+    pub reaper: ReaperConfig,
+    /// The VM and proxy drivers.
+    pub plugins: PluginsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from(".vessel"),
+            store: StoreConfig::default(),
+            session: SessionConfig::default(),
+            reaper: ReaperConfig::default(),
+            plugins: PluginsConfig::default(),
+        }
+    }
+}
+
+/// Where sessions are stored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A Redis URL (`redis://host:port/db`). When set, sessions live in
+    /// Redis under `session:{userId}`, and several hosts may share it. When
+    /// unset (the default), the embedded store is used. Env `VESSEL_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// The embedded store's file. Default `{data_dir}/sessions.redb`.
+    pub embedded_path: Option<PathBuf>,
+    /// How long one store request may take before it counts as an outage
+    /// (the API then answers 503). Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            redis_url: None,
+            embedded_path: None,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What a session's VM looks like and how its lifecycle is bounded.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// The image VMs boot from. Default `weaveworks/ignite-ubuntu:latest`.
+    pub image: String,
+    /// Virtual CPUs per VM. Default `1`.
+    pub cpus: u32,
+    /// Memory per VM in MiB. Default `1024`.
+    pub memory_mib: u32,
+    /// Root disk per VM in MiB. Default `4096`.
+    pub disk_mib: u32,
+    /// Ports the VM serves on; the first is routed and checked for liveness.
+    /// Default `[8080]`.
+    pub ports: Vec<u16>,
+    /// Where the user's project is copied inside the VM. Default `/workspace`.
+    pub project_dest: String,
+    /// Directories that projects must lie in. `projectPath` is resolved
+    /// (symlinks and `..` included) and refused unless it is inside one of
+    /// them. Default: empty, which allows any existing absolute directory;
+    /// set it on any shared host.
+    pub project_roots: Vec<PathBuf>,
+    /// The longest a cold start (create, copy, route) may take before it is
+    /// rolled back and answered 504. Default `120s`.
+    #[serde(with = "humantime_serde")]
+    pub start_timeout: Duration,
+    /// The longest a stop (route and VM removal) may take. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+    /// How long the TCP liveness check waits for a connection. Default `500ms`.
+    #[serde(with = "humantime_serde")]
+    pub liveness_timeout: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            image: "weaveworks/ignite-ubuntu:latest".to_string(),
+            cpus: 1,
+            memory_mib: 1024,
+            disk_mib: 4096,
+            ports: vec![8080],
+            project_dest: "/workspace".to_string(),
+            project_roots: Vec::new(),
+            start_timeout: Duration::from_secs(120),
+            stop_timeout: Duration::from_secs(60),
+            liveness_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The Reaper: stops sessions whose heartbeat stopped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReaperConfig {
+    /// Whether the Reaper runs on this host. Default `true`.
+    pub enabled: bool,
+    /// Time between sweeps. Default `60s`; env `VESSEL_REAPER_INTERVAL`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A session whose last heartbeat is older than this is stopped.
+    /// Default `30m`; env `VESSEL_IDLE_TIMEOUT`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A session stuck in `starting` or `stopping` for longer than this (its
+    /// host died, or its stop failed) is torn down again. Must exceed
+    /// `session.start_timeout`. Default `10m`.
+    #[serde(with = "humantime_serde")]
+    pub transient_timeout: Duration,
+    /// Records read per store round trip while sweeping. Default `500`.
+    pub batch_size: usize,
+    /// Sessions stopped in parallel. Default `8`.
+    pub concurrency: usize,
+}
+
+impl Default for ReaperConfig {
+    fn default() -> Self {
+        ReaperConfig {
+            enabled: true,
+            interval: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(30 * 60),
+            transient_timeout: Duration::from_secs(10 * 60),
+            batch_size: 500,
+            concurrency: 8,
+        }
+    }
+}
+
+/// The two drivers and where their `.wasm` files are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The directory relative plugin paths resolve against. Default: env
+    /// `VESSEL_PLUGIN_DIR`, else `plugins/` beside the `vessel` binary, else
+    /// the workspace's build output (`target/wasm32-wasip2/plugin/`), which
+    /// is where `scripts/build-plugins` puts them.
+    pub dir: Option<PathBuf>,
+    /// Where compiled plugins are cached between runs. Default
+    /// `{data_dir}/cache`; env `VESSEL_PLUGIN_CACHE_DIR`.
+    pub cache_dir: Option<PathBuf>,
+    /// The VM driver. Default: `mock_vm.wasm` with a state directory.
+    pub vm: PluginConfig,
+    /// The proxy driver. Default: `mock_proxy.wasm` with a state directory.
+    pub proxy: PluginConfig,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: None,
+            cache_dir: None,
+            vm: PluginConfig::mock("mock_vm.wasm", "mock-vm", Liveness::Inspect),
+            proxy: PluginConfig::mock("mock_proxy.wasm", "mock-proxy", Liveness::Tcp),
+        }
+    }
+}
+
+/// How a cache hit checks that the session's VM still runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    /// Connect to the VM's ip and first port over TCP (no plugin call).
+    Tcp,
+    /// Ask the VM driver's `inspect` whether the VM is running.
+    Inspect,
+    /// Trust the record.
+    None,
+}
+
+/// One plugin: its component, its limits, its settings and its capabilities.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The component file, absolute or relative to `plugins.dir`.
+    pub path: PathBuf,
+    /// The longest one call may run (wall clock) before it is stopped and
+    /// answered as timed out. Default `60s`.
+    #[serde(with = "humantime_serde")]
+    pub call_timeout: Duration,
+    /// The most linear memory one call's instance may use, in MiB.
+    /// Default `64`.
+    pub memory_limit_mib: u64,
+    /// For the VM driver: how a cache hit checks liveness (`tcp`, `inspect`
+    /// or `none`). Default `tcp`; the mock VM's default is `inspect`, since
+    /// its addresses serve nothing. Ignored for the proxy driver.
+    pub liveness: Liveness,
+    /// Plugin-specific settings, handed to the plugin through the `config`
+    /// interface as strings (numbers and booleans are written as text).
+    pub settings: BTreeMap<String, toml::Value>,
+    /// What the plugin may do outside its sandbox.
+    pub grants: Grants,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        PluginConfig {
+            path: PathBuf::new(),
+            call_timeout: Duration::from_secs(60),
+            memory_limit_mib: 64,
+            liveness: Liveness::Tcp,
+            settings: BTreeMap::new(),
+            grants: Grants::default(),
+        }
+    }
+}
+
+impl PluginConfig {
+    /// A mock plugin keeping its state in `{data_dir}/<state_name>`.
+    fn mock(file: &str, state_name: &str, liveness: Liveness) -> PluginConfig {
+        PluginConfig {
+            path: PathBuf::from(file),
+            liveness,
+            grants: Grants {
+                dirs: vec![DirGrant {
+                    host: PathBuf::from(format!("{{data_dir}}/{state_name}")),
+                    guest: "/state".to_string(),
+                    read_only: false,
+                }],
+                ..Grants::default()
+            },
+            ..PluginConfig::default()
+        }
+    }
+
+    /// The settings as the strings plugins read.
+    pub fn settings_as_strings(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        self.settings
+            .iter()
+            .map(|(key, value)| {
+                let text = match value {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Datetime(d) => d.to_string(),
+                    toml::Value::Array(_) | toml::Value::Table(_) => {
+                        return Err(ConfigError::Invalid(format!(
+                            "plugin setting {key:?} must be a string, number or boolean"
+                        )));
+                    }
+                };
+                Ok((key.clone(), text))
+            })
+            .collect()
+    }
+}
+
+/// The capabilities granted to one plugin. Nothing else is visible to it:
+/// no files, no programs, no network, no environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grants {
+    /// Host directories the plugin sees (WASI preopens).
+    pub dirs: Vec<DirGrant>,
+    /// Programs the plugin may run through `process.exec`.
+    pub exec: Vec<ExecGrant>,
+    /// TCP addresses (`ip:port`) the plugin may connect to.
+    pub network: Vec<SocketAddr>,
+}
+
+/// A host directory made visible to a plugin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// The directory on the host; created if missing. `{data_dir}` expands.
+    pub host: PathBuf,
+    /// The path the plugin sees it at, e.g. `/state`.
+    pub guest: String,
+    /// Whether the plugin may only read it. Default `false`.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// One program on a plugin's exec allowlist.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecGrant {
+    /// The name the plugin asks for (`process.exec` `program`). Default: the
+    /// first element of `command`, so a plugin may also ask by exact path.
+    pub name: Option<String>,
+    /// The fixed command: an absolute program path and any leading
+    /// arguments, e.g. `["/usr/bin/sudo", "-n", "/usr/local/bin/ignite"]`.
+    /// The plugin's arguments are appended after it.
+    pub command: Vec<String>,
+    /// Environment variables the program gets; it gets no others. Default
+    /// empty.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The longest one run may take, whatever the plugin asks. Default `60s`.
+    #[serde(default = "default_exec_timeout", with = "humantime_serde")]
+    pub max_timeout: Duration,
+    /// The most bytes kept of each of stdout and stderr. Default 1 MiB.
+    #[serde(default = "default_max_output")]
+    pub max_output_bytes: usize,
+}
+
+fn default_exec_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_max_output() -> usize {
+    1024 * 1024
+}
+
+impl Config {
+    /// Reads `path` (or the defaults when `None`), applies the environment
+    /// overrides from `env`, and checks the result.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                Config::from_toml(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a configuration from TOML text, without environment overrides.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(value) = env("VESSEL_LISTEN") {
+            self.listen = value.parse().map_err(|e| ConfigError::Env {
+                name: "VESSEL_LISTEN",
+                value: value.clone(),
+                reason: format!("{e}"),
+            })?;
+        }
+        if let Some(value) = env("VESSEL_DATA_DIR") {
+            self.data_dir = PathBuf::from(value);
+        }
+        if let Some(value) = env("VESSEL_REDIS_URL") {
+            self.store.redis_url = (!value.is_empty()).then_some(value);
+        }
+        if let Some(value) = env("VESSEL_PLUGIN_DIR") {
+            self.plugins.dir = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env("VESSEL_PLUGIN_CACHE_DIR") {
+            self.plugins.cache_dir = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env("VESSEL_REAPER_INTERVAL") {
+            self.reaper.interval = env_duration("VESSEL_REAPER_INTERVAL", &value)?;
+        }
+        if let Some(value) = env("VESSEL_IDLE_TIMEOUT") {
+            self.reaper.idle_timeout = env_duration("VESSEL_IDLE_TIMEOUT", &value)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the values that parse but cannot work together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.session.ports.is_empty() {
+            return invalid("session.ports must name at least one port".into());
+        }
+        if self.session.cpus == 0 || self.session.memory_mib == 0 {
+            return invalid("session.cpus and session.memory_mib must be positive".into());
+        }
+        if !self.session.project_dest.starts_with('/') {
+            return invalid("session.project_dest must be an absolute path".into());
+        }
+        if self.reaper.transient_timeout <= self.session.start_timeout {
+            return invalid(format!(
+                "reaper.transient_timeout ({:?}) must exceed session.start_timeout ({:?}), \
+                 or the Reaper would tear down starts still in progress",
+                self.reaper.transient_timeout, self.session.start_timeout
+            ));
+        }
+        if self.reaper.interval.is_zero() || self.reaper.batch_size == 0 {
+            return invalid("reaper.interval and reaper.batch_size must be positive".into());
+        }
+        for (role, plugin) in [("vm", &self.plugins.vm), ("proxy", &self.plugins.proxy)] {
+            if plugin.path.as_os_str().is_empty() {
+                return invalid(format!("plugins.{role}.path must name a .wasm file"));
+            }
+            if plugin.memory_limit_mib == 0 || plugin.call_timeout.is_zero() {
+                return invalid(format!(
+                    "plugins.{role}.memory_limit_mib and call_timeout must be positive"
+                ));
+            }
+            plugin.settings_as_strings()?;
+            for grant in &plugin.grants.exec {
+                match grant.command.first() {
+                    Some(program) if Path::new(program).is_absolute() => {}
+                    _ => {
+                        return invalid(format!(
+                            "plugins.{role}.grants.exec: command must start with an absolute \
+                             program path, got {:?}",
+                            grant.command
+                        ));
+                    }
+                }
+            }
+            for dir in &plugin.grants.dirs {
+                if !dir.guest.starts_with('/') {
+                    return invalid(format!(
+                        "plugins.{role}.grants.dirs: guest path {:?} must be absolute",
+                        dir.guest
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Expands `{data_dir}` at the start of a configured path.
+    pub fn expand(&self, path: &Path) -> PathBuf {
+        match path.to_str().and_then(|p| p.strip_prefix("{data_dir}")) {
+            Some(rest) => self.data_dir.join(rest.trim_start_matches('/')),
+            None => path.to_path_buf(),
+        }
+    }
+
+    /// The embedded store's file.
+    pub fn embedded_store_path(&self) -> PathBuf {
+        match &self.store.embedded_path {
+            Some(path) => self.expand(path),
+            None => self.data_dir.join("sessions.redb"),
+        }
+    }
+
+    /// The compiled-plugin cache directory.
+    pub fn plugin_cache_dir(&self) -> PathBuf {
+        match &self.plugins.cache_dir {
+            Some(path) => self.expand(path),
+            None => self.data_dir.join("cache"),
+        }
+    }
+
+    /// Where a plugin's component file is: `path` if absolute, else under
+    /// the plugin directory (see [`PluginsConfig::dir`]).
+    pub fn plugin_path(&self, plugin: &PluginConfig) -> PathBuf {
+        let path = self.expand(&plugin.path);
+        if path.is_absolute() {
+            return path;
+        }
+        match &self.plugins.dir {
+            Some(dir) => self.expand(dir).join(path),
+            None => default_plugin_dirs()
+                .into_iter()
+                .map(|dir| dir.join(&path))
+                .find(|candidate| candidate.exists())
+                .unwrap_or(path),
+        }
+    }
+}
+
+/// The places a `vessel` binary looks for plugins when no directory is
+/// configured: beside itself, then the workspace's plugin build output
+/// (the binary is `target/<profile>/vessel`, plugins are in
+/// `target/wasm32-wasip2/plugin/`).
+fn default_plugin_dirs() -> Vec<PathBuf> {
+    let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    else {
+        return Vec::new();
+    };
+    let mut dirs = vec![exe_dir.join("plugins")];
+    // Test binaries live one level deeper, in target/<profile>/deps.
+    for up in [exe_dir.parent(), exe_dir.parent().and_then(Path::parent)]
+        .into_iter()
+        .flatten()
+    {
+        dirs.push(up.join("wasm32-wasip2").join("plugin"));
+    }
+    dirs
+}
+
+fn env_duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    humantime_serde::re::humantime::parse_duration(value).map_err(|e| ConfigError::Env {
+        name,
+        value: value.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_defaults_are_the_documented_embedded_setup() {
+        let config = Config::load(None, no_env).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.store.redis_url, None);
+        assert_eq!(config.reaper.interval, Duration::from_secs(60));
+        assert_eq!(config.reaper.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(config.plugins.vm.path, PathBuf::from("mock_vm.wasm"));
+        assert_eq!(config.plugins.vm.liveness, Liveness::Inspect);
+        assert_eq!(
+            config.expand(&config.plugins.vm.grants.dirs[0].host),
+            PathBuf::from(".vessel/mock-vm")
+        );
+    }
+
+    #[test]
+    fn a_file_overrides_only_what_it_names() {
+        let config = Config::from_toml(
+            r#"
+            listen = "127.0.0.1:9999"
+            [reaper]
+            interval = "2s"
+            [plugins.vm]
+            path = "/opt/vessel/ignite_vm.wasm"
+            call_timeout = "5m"
+            settings = { boot_delay_ms = 250, image_pull = true }
+            [[plugins.vm.grants.exec]]
+            name = "ignite"
+            command = ["/usr/bin/sudo", "-n", "/usr/local/bin/ignite"]
+            "#,
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.reaper.interval, Duration::from_secs(2));
+        assert_eq!(config.reaper.idle_timeout, Duration::from_secs(1800));
+        assert_eq!(config.plugins.vm.call_timeout, Duration::from_secs(300));
+        let settings = config.plugins.vm.settings_as_strings().unwrap();
+        assert_eq!(settings["boot_delay_ms"], "250");
+        assert_eq!(settings["image_pull"], "true");
+        assert_eq!(
+            config.plugins.vm.grants.exec[0].max_timeout,
+            Duration::from_secs(60)
+        );
+        // The proxy keeps its default.
+        assert_eq!(config.plugins.proxy.path, PathBuf::from("mock_proxy.wasm"));
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let env = |name: &str| match name {
+            "VESSEL_REDIS_URL" => Some("redis://127.0.0.1:6390".to_string()),
+            "VESSEL_REAPER_INTERVAL" => Some("250ms".to_string()),
+            "VESSEL_LISTEN" => Some("127.0.0.1:0".to_string()),
+            _ => None,
+        };
+        let config = Config::load(None, env).unwrap();
+        assert_eq!(
+            config.store.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6390")
+        );
+        assert_eq!(config.reaper.interval, Duration::from_millis(250));
+        assert_eq!(config.listen.port(), 0);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_reason() {
+        let env = |name: &str| (name == "VESSEL_IDLE_TIMEOUT").then(|| "soon".to_string());
+        let err = Config::load(None, env).unwrap_err();
+        assert!(err.to_string().contains("VESSEL_IDLE_TIMEOUT"), "{err}");
+
+        assert!(Config::from_toml("unknown_field = 1").is_err());
+
+        let mut config = Config::default();
+        config.reaper.transient_timeout = config.session.start_timeout;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("transient_timeout")
+        );
+
+        let mut config = Config::default();
+        config.plugins.vm.grants.exec.push(ExecGrant {
+            name: None,
+            command: vec!["ignite".into()],
+            env: BTreeMap::new(),
+            max_timeout: default_exec_timeout(),
+            max_output_bytes: default_max_output(),
+        });
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("absolute")
+        );
+    }
+}

@@ -1,0 +1,25 @@
+//! Vessel: an orchestrator for per-user development microVMs.
+//!
+//! A frontend asks for a user's workspace; Vessel returns the URL of that
+//! user's VM, booting one (through a VM driver plugin), copying the project
+//! in and routing a proxy to it (through a proxy driver plugin) when none
+//! runs. Sessions are stored in Redis or an embedded database, kept alive by
+//! heartbeats, and stopped by the Reaper when abandoned.
+//!
+//! - [`api`]: the HTTP API.
+//! - [`session`]: the session manager, the brain.
+//! - [`store`]: where sessions are kept (Redis or embedded).
+//! - [`reaper`]: the background task stopping abandoned sessions.
+//! - [`plugins`]: the WebAssembly plugin runtime and the driver handles.
+//! - [`config`]: the configuration and its defaults.
+//! - [`app`]: assembling and serving a host.
+
+pub mod api;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod ids;
+pub mod plugins;
+pub mod reaper;
+pub mod session;
+pub mod store;

@@ -1,0 +1,133 @@
+//! The data of one plugin call's store: its WASI context, its memory limit,
+//! and the host imports (`process`, `config`, `log`) it may use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{config, log, process, types};
+use super::exec::{ExecAllowlist, ExecError, ExecRequest};
+use super::limits::MemoryLimiter;
+
+/// The longest log message a plugin may write; longer ones are cut.
+const MAX_LOG_MESSAGE: usize = 4096;
+
+/// What every call of one plugin shares: its name, settings and exec grants.
+#[derive(Debug)]
+pub struct PluginIdentity {
+    /// The plugin's role and file, e.g. `vm (mock_vm.wasm)`, for logs.
+    pub name: String,
+    /// The operator's settings for it.
+    pub settings: BTreeMap<String, String>,
+    /// The programs it may run.
+    pub exec: ExecAllowlist,
+}
+
+/// The store data of one call.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    /// The call's memory limiter (the store's `limiter` points here).
+    pub limiter: MemoryLimiter,
+    plugin: Arc<PluginIdentity>,
+}
+
+impl CallState {
+    /// The state for one call of `plugin`.
+    pub fn new(wasi: WasiCtx, limiter: MemoryLimiter, plugin: Arc<PluginIdentity>) -> CallState {
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter,
+            plugin,
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for CallState {}
+
+impl process::Host for CallState {
+    async fn exec(
+        &mut self,
+        request: process::ExecRequest,
+    ) -> Result<process::ExecOutput, types::DriverError> {
+        let program = request.program.clone();
+        let result = self
+            .plugin
+            .exec
+            .run(ExecRequest {
+                program: request.program,
+                args: request.args,
+                timeout: (request.timeout_ms > 0)
+                    .then(|| Duration::from_millis(u64::from(request.timeout_ms))),
+                stdin: request.stdin,
+            })
+            .await;
+        match result {
+            Ok(outcome) => {
+                tracing::debug!(plugin = %self.plugin.name, %program, exit_code = ?outcome.exit_code, "exec");
+                Ok(process::ExecOutput {
+                    exit_code: outcome.exit_code,
+                    stdout: outcome.stdout,
+                    stderr: outcome.stderr,
+                    truncated: outcome.truncated,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(plugin = %self.plugin.name, %program, %error, "exec refused or failed");
+                Err(match error {
+                    ExecError::Denied(_) => types::DriverError::Denied(error.to_string()),
+                    ExecError::TimedOut { .. } => types::DriverError::TimedOut(error.to_string()),
+                    ExecError::Failed { .. } => types::DriverError::Failed(error.to_string()),
+                })
+            }
+        }
+    }
+}
+
+impl config::Host for CallState {
+    async fn get(&mut self, key: String) -> Option<String> {
+        self.plugin.settings.get(&key).cloned()
+    }
+
+    async fn entries(&mut self) -> Vec<(String, String)> {
+        self.plugin
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+impl log::Host for CallState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let mut message = message;
+        if message.len() > MAX_LOG_MESSAGE {
+            let mut cut = MAX_LOG_MESSAGE;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = self.plugin.name.as_str();
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The two driver handles the session manager calls: [`VmDriver`] and
+//! [`ProxyDriver`]. Each call instantiates the pre-linked component in a
+//! fresh store, so calls run in parallel and share nothing.
+
+use std::sync::Arc;
+
+use wasmtime::component::InstancePre;
+
+use super::bindings::proxy::ProxyPluginPre;
+use super::bindings::types::{RouteInfo, RouteSpec, VmInfo, VmSpec};
+use super::bindings::vm::VmPluginPre;
+use super::call_state::CallState;
+use super::error::{DriverError, PluginError};
+use super::runtime::{LoadedPlugin, PluginRuntime};
+use crate::config::{Config, PluginConfig};
+
+/// Runs one driver operation: a fresh store, instantiation from the
+/// pre-linked component, the export call, the limits, and the mapping of
+/// the driver's WIT error.
+macro_rules! driver_call {
+    ($self:ident, $op:literal, |$instance:ident, $store:ident| $call:expr) => {{
+        let (mut $store, watch) = $self.plugin.begin($op)?;
+        let answer = watch
+            .run(async {
+                let $instance = $self.pre.instantiate_async(&mut $store).await?;
+                $call.await
+            })
+            .await?;
+        answer.map_err(|error| PluginError::Driver {
+            plugin: $self.plugin.name().to_string(),
+            op: $op,
+            error: DriverError::from(error),
+        })
+    }};
+}
+
+fn link_error(
+    role: &str,
+    config: &Config,
+    plugin: &PluginConfig,
+    error: impl std::fmt::Display,
+) -> PluginError {
+    PluginError::Load {
+        plugin: role.to_string(),
+        path: config.plugin_path(plugin),
+        reason: format!("it does not fit the {role}-plugin world of vessel:infra: {error}"),
+    }
+}
+
+/// The VM driver: a component exporting `vessel:infra/vm-driver`.
+#[derive(Clone)]
+pub struct VmDriver {
+    plugin: Arc<LoadedPlugin>,
+    pre: Arc<VmPluginPre<CallState>>,
+}
+
+impl VmDriver {
+    /// Loads the VM plugin configured in `config.plugins.vm`.
+    pub fn load(runtime: &PluginRuntime, config: &Config) -> Result<VmDriver, PluginError> {
+        let plugin_config = &config.plugins.vm;
+        let (plugin, component) = runtime.load("vm", config, plugin_config)?;
+        let pre: InstancePre<CallState> = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| link_error("vm", config, plugin_config, e))?;
+        let pre = VmPluginPre::new(pre).map_err(|e| link_error("vm", config, plugin_config, e))?;
+        Ok(VmDriver {
+            plugin: Arc::new(plugin),
+            pre: Arc::new(pre),
+        })
+    }
+
+    /// Creates and boots a VM.
+    pub async fn create(&self, spec: &VmSpec) -> Result<VmInfo, PluginError> {
+        driver_call!(self, "create", |instance, store| instance
+            .vessel_infra_vm_driver()
+            .call_create(&mut store, spec))
+    }
+
+    /// Copies a host path into a VM.
+    pub async fn copy_to(
+        &self,
+        vm_id: &str,
+        host_path: &str,
+        vm_path: &str,
+    ) -> Result<(), PluginError> {
+        driver_call!(self, "copy-to", |instance, store| instance
+            .vessel_infra_vm_driver()
+            .call_copy_to(&mut store, vm_id, host_path, vm_path))
+    }
+
+    /// Removes a VM; removing an absent VM succeeds.
+    pub async fn remove(&self, vm_id: &str) -> Result<(), PluginError> {
+        driver_call!(self, "remove", |instance, store| instance
+            .vessel_infra_vm_driver()
+            .call_remove(&mut store, vm_id))
+    }
+
+    /// Describes a VM, `None` if it does not exist.
+    pub async fn inspect(&self, vm_id: &str) -> Result<Option<VmInfo>, PluginError> {
+        driver_call!(self, "inspect", |instance, store| instance
+            .vessel_infra_vm_driver()
+            .call_inspect(&mut store, vm_id))
+    }
+
+    /// Lists the VMs the driver manages.
+    pub async fn list(&self) -> Result<Vec<VmInfo>, PluginError> {
+        driver_call!(self, "list-vms", |instance, store| instance
+            .vessel_infra_vm_driver()
+            .call_list_vms(&mut store))
+    }
+}
+
+/// The proxy driver: a component exporting `vessel:infra/proxy-driver`.
+#[derive(Clone)]
+pub struct ProxyDriver {
+    plugin: Arc<LoadedPlugin>,
+    pre: Arc<ProxyPluginPre<CallState>>,
+}
+
+impl ProxyDriver {
+    /// Loads the proxy plugin configured in `config.plugins.proxy`.
+    pub fn load(runtime: &PluginRuntime, config: &Config) -> Result<ProxyDriver, PluginError> {
+        let plugin_config = &config.plugins.proxy;
+        let (plugin, component) = runtime.load("proxy", config, plugin_config)?;
+        let pre: InstancePre<CallState> = runtime
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| link_error("proxy", config, plugin_config, e))?;
+        let pre =
+            ProxyPluginPre::new(pre).map_err(|e| link_error("proxy", config, plugin_config, e))?;
+        Ok(ProxyDriver {
+            plugin: Arc::new(plugin),
+            pre: Arc::new(pre),
+        })
+    }
+
+    /// Routes a session and returns its public URL.
+    pub async fn add_route(&self, route: &RouteSpec) -> Result<String, PluginError> {
+        driver_call!(self, "add-route", |instance, store| instance
+            .vessel_infra_proxy_driver()
+            .call_add_route(&mut store, route))
+    }
+
+    /// Removes a route; removing an absent route succeeds.
+    pub async fn remove_route(&self, route_id: &str) -> Result<(), PluginError> {
+        driver_call!(self, "remove-route", |instance, store| instance
+            .vessel_infra_proxy_driver()
+            .call_remove_route(&mut store, route_id))
+    }
+
+    /// Lists the routes the driver serves.
+    pub async fn list_routes(&self) -> Result<Vec<RouteInfo>, PluginError> {
+        driver_call!(self, "list-routes", |instance, store| instance
+            .vessel_infra_proxy_driver()
+            .call_list_routes(&mut store))
+    }
+}

@@ -1,0 +1,132 @@
+//! Errors of plugin calls, and the one mapping from the WIT error variant.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::bindings::types::DriverError as WitDriverError;
+
+/// An error a driver returned, one case per case of the WIT `driver-error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// The VM or route does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A VM with that id already exists.
+    #[error("already exists: {0}")]
+    AlreadyExists(String),
+    /// The driver refused the request as malformed.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// A capability or the underlying tool refused.
+    #[error("denied: {0}")]
+    Denied(String),
+    /// The underlying tool did not answer in time.
+    #[error("timed out: {0}")]
+    TimedOut(String),
+    /// The underlying system is down; retrying later may work.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<WitDriverError> for DriverError {
+    fn from(error: WitDriverError) -> Self {
+        match error {
+            WitDriverError::NotFound(m) => DriverError::NotFound(m),
+            WitDriverError::AlreadyExists(m) => DriverError::AlreadyExists(m),
+            WitDriverError::InvalidInput(m) => DriverError::InvalidInput(m),
+            WitDriverError::Denied(m) => DriverError::Denied(m),
+            WitDriverError::TimedOut(m) => DriverError::TimedOut(m),
+            WitDriverError::Unavailable(m) => DriverError::Unavailable(m),
+            WitDriverError::Failed(m) => DriverError::Failed(m),
+        }
+    }
+}
+
+/// Why a plugin could not be loaded or a call to it failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The component could not be read, compiled or linked at start-up.
+    #[error("plugin {plugin} cannot be loaded from {path}: {reason}")]
+    Load {
+        /// The plugin's role (`vm` or `proxy`).
+        plugin: String,
+        /// Its component file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The call could not be set up (e.g. a granted directory is missing).
+    #[error("plugin {plugin} cannot start a call: {reason}")]
+    Setup {
+        /// The plugin.
+        plugin: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The driver ran and answered with an error.
+    #[error("{plugin}.{op}: {error}")]
+    Driver {
+        /// The plugin.
+        plugin: String,
+        /// The operation, e.g. `create`.
+        op: &'static str,
+        /// The driver's error.
+        error: DriverError,
+    },
+    /// The call ran past its wall-clock limit and was stopped.
+    #[error("{plugin}.{op} did not finish within its limit of {limit:?} and was stopped")]
+    TimedOut {
+        /// The plugin.
+        plugin: String,
+        /// The operation.
+        op: &'static str,
+        /// The limit.
+        limit: Duration,
+    },
+    /// The call tried to use more memory than its limit and was stopped.
+    #[error("{plugin}.{op} exceeded its memory limit of {limit_mib} MiB and was stopped")]
+    MemoryExceeded {
+        /// The plugin.
+        plugin: String,
+        /// The operation.
+        op: &'static str,
+        /// The limit.
+        limit_mib: u64,
+    },
+    /// The plugin crashed (trapped) during the call.
+    #[error("{plugin}.{op} crashed: {message}")]
+    Trapped {
+        /// The plugin.
+        plugin: String,
+        /// The operation.
+        op: &'static str,
+        /// The trap and its backtrace.
+        message: String,
+    },
+}
+
+impl PluginError {
+    /// The driver's own error, when the driver answered with one.
+    pub fn driver_error(&self) -> Option<&DriverError> {
+        match self {
+            PluginError::Driver { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Whether the call failed for lack of time (the plugin's limit, or the
+    /// driver reporting that its tool timed out).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            PluginError::TimedOut { .. }
+                | PluginError::Driver {
+                    error: DriverError::TimedOut(_),
+                    ..
+                }
+        )
+    }
+}

@@ -1,0 +1,299 @@
+//! The `process` capability: running allowlisted programs for a plugin,
+//! without a shell, with a clean environment, a time limit and capped output.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use crate::config::ExecGrant;
+
+/// Why a program was not run to completion.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// The program is not on the plugin's allowlist.
+    #[error("exec of {0:?} is not allowed: it is not on this plugin's exec allowlist")]
+    Denied(String),
+    /// The program ran past its time limit and was killed.
+    #[error("{program} did not finish within {limit:?} and was killed")]
+    TimedOut {
+        /// The program that was killed.
+        program: String,
+        /// The limit it ran into.
+        limit: Duration,
+    },
+    /// The program could not be started or its output not read.
+    #[error("cannot run {program}: {reason}")]
+    Failed {
+        /// The program.
+        program: String,
+        /// The operating system's reason.
+        reason: String,
+    },
+}
+
+/// What a finished program left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutcome {
+    /// The exit code, `None` if a signal ended the program.
+    pub exit_code: Option<i32>,
+    /// Standard output, up to the cap.
+    pub stdout: Vec<u8>,
+    /// Standard error, up to the cap.
+    pub stderr: Vec<u8>,
+    /// Whether either stream was cut at the cap.
+    pub truncated: bool,
+}
+
+/// One program run a plugin asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    /// The allowlist entry's name, or its exact program path.
+    pub program: String,
+    /// Arguments appended to the entry's fixed command.
+    pub args: Vec<String>,
+    /// The time limit the plugin asked for; `None` means the entry's limit.
+    pub timeout: Option<Duration>,
+    /// Bytes for standard input.
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// A plugin's exec allowlist, built from its `grants.exec` entries.
+#[derive(Debug, Clone, Default)]
+pub struct ExecAllowlist {
+    entries: Vec<AllowedProgram>,
+}
+
+#[derive(Debug, Clone)]
+struct AllowedProgram {
+    name: String,
+    command: Vec<String>,
+    env: BTreeMap<String, String>,
+    max_timeout: Duration,
+    max_output_bytes: usize,
+}
+
+impl ExecAllowlist {
+    /// The allowlist for `grants`. Each grant's command must be non-empty
+    /// (the config validation guarantees it).
+    pub fn new(grants: &[ExecGrant]) -> ExecAllowlist {
+        let entries = grants
+            .iter()
+            .filter(|grant| !grant.command.is_empty())
+            .map(|grant| AllowedProgram {
+                name: grant
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| grant.command[0].clone()),
+                command: grant.command.clone(),
+                env: grant.env.clone(),
+                max_timeout: grant.max_timeout,
+                max_output_bytes: grant.max_output_bytes,
+            })
+            .collect();
+        ExecAllowlist { entries }
+    }
+
+    /// Runs `request` if the allowlist has its program: the entry's command
+    /// followed by the request's arguments, with only the entry's
+    /// environment, killed (with its process group) at the time limit.
+    pub async fn run(&self, request: ExecRequest) -> Result<ExecOutcome, ExecError> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|entry| entry.name == request.program || entry.command[0] == request.program)
+            .ok_or_else(|| ExecError::Denied(request.program.clone()))?;
+        let limit = request
+            .timeout
+            .map_or(entry.max_timeout, |asked| asked.min(entry.max_timeout));
+        let program = entry.command[0].clone();
+        let failed = |reason: std::io::Error| ExecError::Failed {
+            program: program.clone(),
+            reason: reason.to_string(),
+        };
+
+        let mut command = Command::new(&program);
+        command
+            .args(&entry.command[1..])
+            .args(&request.args)
+            .env_clear()
+            .envs(&entry.env)
+            .stdin(if request.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            // Its own process group, so a timeout kills what it started too.
+            .process_group(0);
+        let mut child = command.spawn().map_err(failed)?;
+        let pid = child.id();
+
+        let stdin = child.stdin.take();
+        let input = request.stdin.unwrap_or_default();
+        let feed = async move {
+            if let Some(mut stdin) = stdin {
+                // A program that exits without reading its input is not an error.
+                let _ = stdin.write_all(&input).await;
+            }
+        };
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let cap = entry.max_output_bytes;
+        let run = async {
+            let ((), out, err, status) = tokio::join!(
+                feed,
+                read_capped(stdout, cap),
+                read_capped(stderr, cap),
+                child.wait()
+            );
+            Ok::<_, std::io::Error>((out?, err?, status?))
+        };
+        match tokio::time::timeout(limit, run).await {
+            Ok(Ok(((stdout, out_cut), (stderr, err_cut), status))) => Ok(ExecOutcome {
+                exit_code: status.code(),
+                stdout,
+                stderr,
+                truncated: out_cut || err_cut,
+            }),
+            Ok(Err(e)) => Err(failed(e)),
+            Err(_) => {
+                kill_group(pid);
+                Err(ExecError::TimedOut {
+                    program: program.clone(),
+                    limit,
+                })
+            }
+        }
+    }
+}
+
+/// Kills the process group `pid` leads.
+fn kill_group(pid: Option<u32>) {
+    if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
+        // SAFETY: killpg has no memory-safety preconditions; the group was
+        // created for this child by `process_group(0)`.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Reads a stream to its end, keeping at most `cap` bytes; the rest is read
+/// and dropped so that the program never blocks on a full pipe.
+async fn read_capped(
+    stream: Option<impl AsyncRead + Unpin>,
+    cap: usize,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let Some(mut stream) = stream else {
+        return Ok((Vec::new(), false));
+    };
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok((kept, truncated));
+        }
+        let room = cap.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+        truncated |= n > room;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(name: Option<&str>, command: &[&str]) -> ExecGrant {
+        ExecGrant {
+            name: name.map(str::to_string),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::new(),
+            max_timeout: Duration::from_secs(10),
+            max_output_bytes: 1024,
+        }
+    }
+
+    fn request(program: &str, args: &[&str]) -> ExecRequest {
+        ExecRequest {
+            program: program.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..ExecRequest::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_an_allowlisted_program_by_name_or_path_without_a_shell() {
+        let list = ExecAllowlist::new(&[grant(Some("echo"), &["/bin/echo", "fixed"])]);
+        let by_name = list.run(request("echo", &["$HOME", "a;b"])).await.unwrap();
+        assert_eq!(by_name.exit_code, Some(0));
+        // No shell: the variable and the semicolon arrive as they were written.
+        assert_eq!(by_name.stdout, b"fixed $HOME a;b\n");
+        let by_path = list.run(request("/bin/echo", &["x"])).await.unwrap();
+        assert_eq!(by_path.stdout, b"fixed x\n");
+    }
+
+    #[tokio::test]
+    async fn refuses_programs_not_on_the_allowlist() {
+        let list = ExecAllowlist::new(&[grant(Some("echo"), &["/bin/echo"])]);
+        for program in ["/bin/sh", "sh", "/bin/echo2", "ECHO", ""] {
+            assert_eq!(
+                list.run(request(program, &[])).await,
+                Err(ExecError::Denied(program.into()))
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_only_what_the_operator_granted() {
+        let mut with_env = grant(None, &["/usr/bin/env"]);
+        with_env.env.insert("ONLY".into(), "this".into());
+        let list = ExecAllowlist::new(&[with_env]);
+        let out = list.run(request("/usr/bin/env", &[])).await.unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "ONLY=this\n");
+    }
+
+    #[tokio::test]
+    async fn a_program_past_its_limit_is_killed_with_its_children() {
+        let mut slow = grant(Some("sh"), &["/bin/sh", "-c"]);
+        slow.max_timeout = Duration::from_millis(300);
+        let list = ExecAllowlist::new(&[slow]);
+        let marker = std::env::temp_dir().join(format!("vessel-exec-{}", std::process::id()));
+        let _ = std::fs::remove_file(&marker);
+        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
+        let err = list.run(request("sh", &[&script])).await.unwrap_err();
+        assert!(matches!(err, ExecError::TimedOut { .. }), "{err:?}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "the background child survived the kill");
+    }
+
+    #[tokio::test]
+    async fn output_is_capped_and_marked_truncated() {
+        let list = ExecAllowlist::new(&[grant(Some("head"), &["/usr/bin/head", "-c", "100000"])]);
+        let mut req = request("head", &["/dev/zero"]);
+        req.timeout = Some(Duration::from_secs(5));
+        let out = list.run(req).await.unwrap();
+        assert_eq!(out.stdout.len(), 1024);
+        assert!(out.truncated);
+    }
+
+    #[tokio::test]
+    async fn stdin_is_fed_and_exit_codes_are_reported() {
+        let list = ExecAllowlist::new(&[grant(Some("cat"), &["/bin/cat"])]);
+        let mut req = request("cat", &[]);
+        req.stdin = Some(b"hello".to_vec());
+        let out = list.run(req).await.unwrap();
+        assert_eq!(out.stdout, b"hello");
+        let list = ExecAllowlist::new(&[grant(Some("false"), &["/bin/false"])]);
+        assert_eq!(
+            list.run(request("false", &[])).await.unwrap().exit_code,
+            Some(1)
+        );
+    }
+}

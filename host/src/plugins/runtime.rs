@@ -1,0 +1,326 @@
+//! The wasmtime runtime: one engine, components compiled once (or loaded from
+//! the compiled cache), and a fresh, limited store for every call.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config as EngineConfig, Engine, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+use super::bindings;
+use super::call_state::{CallState, PluginIdentity};
+use super::error::PluginError;
+use super::exec::ExecAllowlist;
+use super::limits::MemoryLimiter;
+use crate::config::{Config, PluginConfig};
+
+/// How often the epoch advances; the granularity of call time limits.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The engine and linker all plugins share. A background thread advances
+/// the engine's epoch (which drives call time limits) for as long as any
+/// loaded plugin holds the engine.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache_dir: PathBuf,
+}
+
+impl PluginRuntime {
+    /// Creates the engine (async, with epoch interruption) and the linker
+    /// with WASI and Vessel's host interfaces. Compiled components are cached
+    /// in `cache_dir`.
+    pub fn new(cache_dir: PathBuf) -> Result<PluginRuntime, PluginError> {
+        let setup = |reason: String| PluginError::Setup {
+            plugin: "runtime".into(),
+            reason,
+        };
+        let mut engine_config = EngineConfig::new();
+        engine_config.epoch_interruption(true);
+        let engine = Engine::new(&engine_config).map_err(|e| setup(e.to_string()))?;
+
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| setup(e.to_string()))?;
+        bindings::vm::VmPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| setup(e.to_string()))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("vessel-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| setup(format!("cannot start the epoch thread: {e}")))?;
+
+        Ok(PluginRuntime {
+            engine,
+            linker,
+            cache_dir,
+        })
+    }
+
+    /// The linker plugins are instantiated with.
+    pub(super) fn linker(&self) -> &Linker<CallState> {
+        &self.linker
+    }
+
+    /// Reads, compiles (or loads from the cache) and prepares the plugin
+    /// `role` as configured in `config`.
+    pub(super) fn load(
+        &self,
+        role: &str,
+        config: &Config,
+        plugin: &PluginConfig,
+    ) -> Result<(LoadedPlugin, Component), PluginError> {
+        let path = config.plugin_path(plugin);
+        let name = format!(
+            "{role} ({})",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let load_error = |reason: String| PluginError::Load {
+            plugin: role.to_string(),
+            path: path.clone(),
+            reason,
+        };
+        let component = self.compile(&path).map_err(load_error)?;
+        let settings = plugin
+            .settings_as_strings()
+            .map_err(|e| load_error(e.to_string()))?;
+        let mut dirs = Vec::new();
+        for grant in &plugin.grants.dirs {
+            let host = config.expand(&grant.host);
+            std::fs::create_dir_all(&host).map_err(|e| {
+                load_error(format!(
+                    "granted directory {} cannot be created: {e}",
+                    host.display()
+                ))
+            })?;
+            dirs.push(DirPreopen {
+                host,
+                guest: grant.guest.clone(),
+                read_only: grant.read_only,
+            });
+        }
+        let loaded = LoadedPlugin {
+            identity: Arc::new(PluginIdentity {
+                name,
+                settings,
+                exec: ExecAllowlist::new(&plugin.grants.exec),
+            }),
+            engine: self.engine.clone(),
+            dirs,
+            network: Arc::new(plugin.grants.network.iter().copied().collect()),
+            call_timeout: plugin.call_timeout,
+            memory_limit_mib: plugin.memory_limit_mib,
+        };
+        Ok((loaded, component))
+    }
+
+    /// Compiles the component at `path`, or loads its compiled form from the
+    /// cache. The cache key is the component's SHA-256 together with the
+    /// engine's compatibility hash, so a new Vessel never loads stale code.
+    fn compile(&self, path: &Path) -> Result<Component, String> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            format!("cannot read it ({e}); build the plugins with scripts/build-plugins")
+        })?;
+        let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+        self.engine
+            .precompile_compatibility_hash()
+            .hash(&mut engine_hash);
+        let key = format!("{:x}-{:016x}", Sha256::digest(&bytes), engine_hash.finish());
+        let cached = self.cache_dir.join(format!("{key}.cwasm"));
+        if cached.exists() {
+            // SAFETY: the cache directory is Vessel's own (under its data
+            // directory or an operator-chosen path), written only by
+            // `precompile_component` below, and the key pins both the
+            // source and the engine configuration.
+            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compiled plugin")
+                }
+            }
+        }
+        let started = Instant::now();
+        let compiled = self
+            .engine
+            .precompile_component(&bytes)
+            .map_err(|e| format!("it is not a valid component: {e:?}"))?;
+        tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
+        if let Err(e) = write_atomically(&self.cache_dir, &cached, &compiled) {
+            tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot cache compiled plugin");
+        }
+        // SAFETY: `compiled` was produced by this engine just now.
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| e.to_string())
+    }
+}
+
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A directory granted to a plugin.
+#[derive(Debug, Clone)]
+struct DirPreopen {
+    host: PathBuf,
+    guest: String,
+    read_only: bool,
+}
+
+/// A loaded plugin: what each of its calls is given and limited to.
+pub(super) struct LoadedPlugin {
+    identity: Arc<PluginIdentity>,
+    engine: Engine,
+    dirs: Vec<DirPreopen>,
+    network: Arc<HashSet<SocketAddr>>,
+    call_timeout: Duration,
+    memory_limit_mib: u64,
+}
+
+impl LoadedPlugin {
+    /// The plugin's name for logs and errors.
+    pub(super) fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    /// The WASI context of one call: the granted directories, TCP to the
+    /// granted addresses only, no UDP, no name lookups, no environment, no
+    /// arguments, no stdio.
+    fn wasi(&self) -> Result<WasiCtx, PluginError> {
+        let mut builder = WasiCtxBuilder::new();
+        for dir in &self.dirs {
+            let perms = if dir.read_only {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            builder
+                .preopened_dir(&dir.host, &dir.guest, perms)
+                .map_err(|e| PluginError::Setup {
+                    plugin: self.identity.name.clone(),
+                    reason: format!("cannot open granted directory {}: {e}", dir.host.display()),
+                })?;
+        }
+        let allowed = self.network.clone();
+        builder
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(move |addr, usage| {
+                let permitted =
+                    matches!(usage, SocketAddrUse::TcpConnect) && allowed.contains(&addr);
+                Box::pin(async move { permitted })
+            });
+        Ok(builder.build())
+    }
+
+    /// Starts one call of operation `op`: a fresh store with the plugin's
+    /// limits, and the watch that classifies how the call ended.
+    pub(super) fn begin(
+        &self,
+        op: &'static str,
+    ) -> Result<(Store<CallState>, CallWatch), PluginError> {
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let limit_bytes =
+            usize::try_from(self.memory_limit_mib * 1024 * 1024).unwrap_or(usize::MAX);
+        let state = CallState::new(
+            self.wasi()?,
+            MemoryLimiter::new(limit_bytes, exceeded.clone()),
+            self.identity.clone(),
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        // Wasm code yields to the executor at every epoch tick, so a busy
+        // loop never holds a tokio worker; past the deadline it is stopped.
+        let deadline = Instant::now() + self.call_timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        Ok((
+            store,
+            CallWatch {
+                plugin: self.identity.name.clone(),
+                op,
+                timeout: self.call_timeout,
+                memory_limit_mib: self.memory_limit_mib,
+                memory_exceeded: exceeded,
+            },
+        ))
+    }
+}
+
+/// Bounds one call in wall-clock time and turns how it ended into a
+/// [`PluginError`].
+pub(super) struct CallWatch {
+    plugin: String,
+    op: &'static str,
+    timeout: Duration,
+    memory_limit_mib: u64,
+    memory_exceeded: Arc<AtomicBool>,
+}
+
+impl CallWatch {
+    /// Runs `call` (instantiation and the export call) within the time
+    /// limit. The limit covers time spent waiting in host calls too (an
+    /// `exec`, a sleep), which epoch interruption alone does not.
+    pub(super) async fn run<R>(
+        self,
+        call: impl Future<Output = wasmtime::Result<R>>,
+    ) -> Result<R, PluginError> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(self.classify(error)),
+            Err(_) => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> PluginError {
+        PluginError::TimedOut {
+            plugin: self.plugin.clone(),
+            op: self.op,
+            limit: self.timeout,
+        }
+    }
+
+    fn classify(&self, error: wasmtime::Error) -> PluginError {
+        if self.memory_exceeded.load(Ordering::SeqCst) {
+            return PluginError::MemoryExceeded {
+                plugin: self.plugin.clone(),
+                op: self.op,
+                limit_mib: self.memory_limit_mib,
+            };
+        }
+        if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return self.timed_out();
+        }
+        PluginError::Trapped {
+            plugin: self.plugin.clone(),
+            op: self.op,
+            message: format!("{error:?}"),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The Reaper: a background task that stops abandoned sessions.
+//!
+//! Every `reaper.interval` it scans all sessions in batches and stops
+//! - active sessions whose last heartbeat is older than the idle timeout
+//!   (including ones whose `lastHeartbeat` an operator edited by hand), and
+//! - sessions stuck in `starting` or `stopping` longer than the transient
+//!   timeout (their host died, or their stop failed and is retried).
+//!
+//! Each stop is claimed atomically in the store first, so a heartbeat that
+//! lands before the claim saves the session, and two Reapers (on two hosts)
+//! never stop one session twice.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::config::ReaperConfig;
+use crate::ids::UserId;
+use crate::session::SessionManager;
+use crate::store::{SessionRecord, SessionStatus, StopCondition};
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Records looked at.
+    pub scanned: usize,
+    /// Idle sessions stopped.
+    pub reaped: usize,
+    /// Stuck sessions torn down.
+    pub unstuck: usize,
+    /// Stops that failed (to be retried by a later sweep).
+    pub failed: usize,
+    /// Records that could not be read.
+    pub invalid: usize,
+}
+
+/// Why a session is a candidate for stopping.
+#[derive(Debug, Clone, Copy)]
+enum Reason {
+    Idle,
+    Stuck,
+}
+
+/// How one candidate ended.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Stopped(Reason),
+    /// A heartbeat or another Reaper got there first, or the record is unusable.
+    Skipped,
+    Failed,
+}
+
+/// The Reaper task.
+pub struct Reaper {
+    manager: Arc<SessionManager>,
+    config: ReaperConfig,
+}
+
+impl Reaper {
+    /// A Reaper stopping sessions through `manager`.
+    pub fn new(manager: Arc<SessionManager>, config: ReaperConfig) -> Reaper {
+        Reaper { manager, config }
+    }
+
+    /// Sweeps every `interval` until `shutdown` turns true. A sweep in
+    /// progress finishes first (each of its stops is bounded).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(interval = ?self.config.interval, idle_timeout = ?self.config.idle_timeout, "reaper started");
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.interval) => {}
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+            let report = self.sweep().await;
+            if report.reaped + report.unstuck + report.failed + report.invalid > 0 {
+                tracing::info!(?report, "reaper sweep");
+            }
+        }
+        tracing::info!("reaper stopped");
+    }
+
+    /// One pass over all sessions.
+    pub async fn sweep(&self) -> SweepReport {
+        let mut report = SweepReport::default();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = match self
+                .manager
+                .store()
+                .scan(cursor.as_deref(), self.config.batch_size)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "reaper cannot read sessions; will retry next sweep");
+                    return report;
+                }
+            };
+            report.scanned += page.records.len();
+            for invalid in &page.invalid {
+                report.invalid += 1;
+                tracing::warn!(key = %invalid.key, reason = %invalid.reason, "reaper skips an unreadable session record");
+            }
+            let now = self.manager.clock().now_ms();
+            let candidates: Vec<(SessionRecord, Reason)> = page
+                .records
+                .into_iter()
+                .filter_map(|record| self.reason(&record, now).map(|reason| (record, reason)))
+                .collect();
+            let outcomes: Vec<Outcome> = futures::stream::iter(candidates)
+                .map(|(record, reason)| self.reap(record, reason, now))
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::Stopped(Reason::Idle) => report.reaped += 1,
+                    Outcome::Stopped(Reason::Stuck) => report.unstuck += 1,
+                    Outcome::Failed => report.failed += 1,
+                    Outcome::Skipped => {}
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        report
+    }
+
+    fn reason(&self, record: &SessionRecord, now: u64) -> Option<Reason> {
+        let idle_ms = self.config.idle_timeout.as_millis() as u64;
+        let stuck_ms = self.config.transient_timeout.as_millis() as u64;
+        match record.status {
+            SessionStatus::Active if now.saturating_sub(record.last_heartbeat) > idle_ms => {
+                Some(Reason::Idle)
+            }
+            SessionStatus::Starting | SessionStatus::Stopping
+                if now.saturating_sub(record.updated_at) > stuck_ms =>
+            {
+                Some(Reason::Stuck)
+            }
+            _ => None,
+        }
+    }
+
+    /// Claims and stops one candidate.
+    async fn reap(&self, record: SessionRecord, reason: Reason, now: u64) -> Outcome {
+        let user = match UserId::parse(&record.user_id) {
+            Ok(user) => user,
+            Err(error) => {
+                tracing::warn!(user_id = %record.user_id, %error, "reaper skips a record with an invalid user id");
+                return Outcome::Skipped;
+            }
+        };
+        let condition = match reason {
+            Reason::Idle => StopCondition::IdleBefore(
+                now.saturating_sub(self.config.idle_timeout.as_millis() as u64),
+            ),
+            Reason::Stuck => StopCondition::StuckBefore(
+                now.saturating_sub(self.config.transient_timeout.as_millis() as u64),
+            ),
+        };
+        match self.manager.stop_if(&user, condition).await {
+            Ok(Some(stopped)) => {
+                match reason {
+                    Reason::Idle => tracing::info!(
+                        event = "reaper.killed",
+                        user_id = %user,
+                        vm_id = %stopped.vm_id,
+                        idle_ms = now.saturating_sub(stopped.last_heartbeat),
+                        "Reaper killed zombie session for User {user}"
+                    ),
+                    Reason::Stuck => tracing::info!(
+                        event = "reaper.unstuck",
+                        user_id = %user,
+                        vm_id = %stopped.vm_id,
+                        "Reaper cleaned up a session stuck in a transient state for User {user}"
+                    ),
+                }
+                Outcome::Stopped(reason)
+            }
+            // A heartbeat or another Reaper got there first.
+            Ok(None) => Outcome::Skipped,
+            Err(error) => {
+                tracing::warn!(user_id = %user, %error, "reaper could not stop a session; will retry");
+                Outcome::Failed
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Errors of session operations, as the API maps them to status codes.
+
+use crate::plugins::PluginError;
+use crate::store::StoreError;
+
+/// Why a session operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The request names something unusable (e.g. a project path outside
+    /// the allowed roots). Nothing was changed.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The user has no session (or it is being stopped).
+    #[error("{0}")]
+    NoSession(String),
+    /// The session is in a state that does not allow the operation now.
+    #[error("{0}")]
+    Conflict(String),
+    /// A driver failed; what the operation made was rolled back.
+    #[error("{0}")]
+    Driver(#[from] PluginError),
+    /// The operation ran past its deadline; what it made was rolled back.
+    #[error("{0}")]
+    Timeout(String),
+    /// The session store failed.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}

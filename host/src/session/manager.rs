@@ -1,0 +1,531 @@
+//! The session manager: the seed's start, stop and heartbeat, made atomic,
+//! bounded in time, and undone on failure.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Map;
+
+use super::error::SessionError;
+use super::project::ProjectRoots;
+use crate::clock::Clock;
+use crate::config::{Config, Liveness};
+use crate::ids::{UserId, is_driver_safe_id};
+use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec, VmState};
+use crate::store::{
+    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StopClaim,
+    StopCondition,
+};
+
+/// How often a request waiting for another request's start or stop looks
+/// at the record again.
+const WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// What a session's VM looks like and how its lifecycle is bounded; the
+/// `session` section of the configuration, resolved.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// The image VMs boot from.
+    pub image: String,
+    /// Virtual CPUs per VM.
+    pub cpus: u32,
+    /// Memory per VM in MiB.
+    pub memory_mib: u32,
+    /// Disk per VM in MiB.
+    pub disk_mib: u32,
+    /// Ports the VM serves; the first is routed and checked.
+    pub ports: Vec<u16>,
+    /// Where the project goes inside the VM.
+    pub project_dest: String,
+    /// Where projects may come from.
+    pub project_roots: ProjectRoots,
+    /// The bound of a cold start.
+    pub start_timeout: Duration,
+    /// The bound of a stop.
+    pub stop_timeout: Duration,
+    /// How a cache hit checks that the VM still runs.
+    pub liveness: Liveness,
+    /// The bound of the TCP liveness check.
+    pub liveness_timeout: Duration,
+}
+
+impl SessionSettings {
+    /// The settings in `config`.
+    pub fn from_config(config: &Config) -> SessionSettings {
+        let session = &config.session;
+        SessionSettings {
+            image: session.image.clone(),
+            cpus: session.cpus,
+            memory_mib: session.memory_mib,
+            disk_mib: session.disk_mib,
+            ports: session.ports.clone(),
+            project_dest: session.project_dest.clone(),
+            project_roots: ProjectRoots::new(&session.project_roots),
+            start_timeout: session.start_timeout,
+            stop_timeout: session.stop_timeout,
+            liveness: config.plugins.vm.liveness,
+            liveness_timeout: session.liveness_timeout,
+        }
+    }
+
+    fn service_port(&self) -> u16 {
+        self.ports.first().copied().unwrap_or(8080)
+    }
+}
+
+/// The result of a start.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The session, active.
+    pub record: SessionRecord,
+    /// Whether it already ran (a cache hit) rather than being created now.
+    pub reused: bool,
+}
+
+/// The result of a stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// This request stopped the session.
+    Stopped,
+    /// There was no session: nothing to do.
+    NotRunning,
+    /// Another request is stopping it and had not finished within the stop
+    /// timeout.
+    InProgress,
+}
+
+/// Hands out owner tokens, `{host}/{n}`, unique across hosts and restarts.
+#[derive(Debug)]
+struct OwnerTokens {
+    host: String,
+    next: AtomicU64,
+}
+
+impl OwnerTokens {
+    fn new(host: String) -> OwnerTokens {
+        OwnerTokens {
+            host,
+            next: AtomicU64::new(1),
+        }
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}/{}",
+            self.host,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// What a cold start has (possibly) made, so a failure undoes exactly that.
+/// A step counts as made as soon as it is attempted: a call cut off by a
+/// timeout may have finished on the driver's side, and removal is safe to
+/// repeat.
+#[derive(Debug, Default, Clone, Copy)]
+struct Made {
+    vm: bool,
+    route: bool,
+}
+
+/// Starts, stops and tracks users' sessions.
+pub struct SessionManager {
+    store: Arc<dyn SessionStore>,
+    vm: VmDriver,
+    proxy: ProxyDriver,
+    settings: SessionSettings,
+    clock: Arc<dyn Clock>,
+    owners: OwnerTokens,
+}
+
+impl SessionManager {
+    /// A manager over `store` and the two drivers. `host_id` names this
+    /// host in owner tokens; it must differ between hosts sharing a store.
+    pub fn new(
+        store: Arc<dyn SessionStore>,
+        vm: VmDriver,
+        proxy: ProxyDriver,
+        settings: SessionSettings,
+        clock: Arc<dyn Clock>,
+        host_id: String,
+    ) -> SessionManager {
+        SessionManager {
+            store,
+            vm,
+            proxy,
+            settings,
+            clock,
+            owners: OwnerTokens::new(host_id),
+        }
+    }
+
+    /// The store, for health checks.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// The clock sessions are timed with.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Returns `user`'s running session, or starts one from `project_path`.
+    ///
+    /// A hit (an active record whose VM is alive) costs one store read and
+    /// the liveness check. A miss claims the user atomically (a concurrent
+    /// start waits for the claimant and returns its session), creates the
+    /// VM, copies the project in, adds the route and stores the session;
+    /// any failure undoes the steps before it.
+    pub async fn start(&self, user: &UserId, project_path: &str) -> Result<Started, SessionError> {
+        let project = self.settings.project_roots.resolve(project_path)?;
+        let deadline = Instant::now() + self.settings.start_timeout + self.settings.stop_timeout;
+        loop {
+            match self.store.get(user).await? {
+                Some(record) if record.status == SessionStatus::Active => {
+                    if self.is_live(&record).await {
+                        return Ok(Started {
+                            record,
+                            reused: true,
+                        });
+                    }
+                    tracing::warn!(user_id = %user, vm_id = %record.vm_id, "session VM is gone; starting afresh");
+                    let claim = self.claim(StopCondition::Active);
+                    if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
+                        self.teardown(user, &claimed).await?;
+                    }
+                }
+                Some(record) => {
+                    if Instant::now() >= deadline {
+                        return Err(SessionError::Timeout(format!(
+                            "the session of {user} is still {} by another request",
+                            record.status.as_str()
+                        )));
+                    }
+                    tokio::time::sleep(WAIT_POLL).await;
+                }
+                None => {
+                    let record = self.starting_record(user, &project);
+                    if self.store.insert_new(&record).await? == InsertOutcome::Inserted {
+                        let record = self.cold_start(user, &project, record).await?;
+                        return Ok(Started {
+                            record,
+                            reused: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops `user`'s session: removes the route, the VM and the record.
+    /// Stopping a user without a session succeeds. If the removal fails the
+    /// record stays `stopping` and the Reaper retries it.
+    pub async fn stop(&self, user: &UserId) -> Result<Stopped, SessionError> {
+        let deadline = Instant::now() + self.settings.start_timeout + self.settings.stop_timeout;
+        loop {
+            let claim = self.claim(StopCondition::Active);
+            if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
+                self.teardown(user, &claimed).await?;
+                tracing::info!(user_id = %user, vm_id = %claimed.vm_id, "session stopped");
+                return Ok(Stopped::Stopped);
+            }
+            match self.store.get(user).await? {
+                None => return Ok(Stopped::NotRunning),
+                Some(record) if record.status == SessionStatus::Active => continue,
+                Some(record) => {
+                    if Instant::now() >= deadline {
+                        return match record.status {
+                            SessionStatus::Stopping => Ok(Stopped::InProgress),
+                            _ => Err(SessionError::Timeout(format!(
+                                "the session of {user} is still starting"
+                            ))),
+                        };
+                    }
+                    tokio::time::sleep(WAIT_POLL).await;
+                }
+            }
+        }
+    }
+
+    /// Records a heartbeat for `user`'s active session.
+    pub async fn heartbeat(&self, user: &UserId) -> Result<SessionRecord, SessionError> {
+        match self.store.heartbeat(user, self.clock.now_ms()).await? {
+            HeartbeatOutcome::Updated(record) => Ok(record),
+            HeartbeatOutcome::Missing => Err(SessionError::NoSession(format!(
+                "user {user} has no session"
+            ))),
+            HeartbeatOutcome::NotActive(record) => match record.status {
+                SessionStatus::Starting => Err(SessionError::Conflict(format!(
+                    "the session of {user} is still starting"
+                ))),
+                _ => Err(SessionError::NoSession(format!(
+                    "the session of {user} is being stopped"
+                ))),
+            },
+        }
+    }
+
+    /// `user`'s session as stored, if any.
+    pub async fn status(&self, user: &UserId) -> Result<Option<SessionRecord>, SessionError> {
+        Ok(self.store.get(user).await?)
+    }
+
+    /// Stops `user`'s session if `condition` holds when it is claimed; the
+    /// Reaper's way in. Returns the session it stopped.
+    pub async fn stop_if(
+        &self,
+        user: &UserId,
+        condition: StopCondition,
+    ) -> Result<Option<SessionRecord>, SessionError> {
+        let claim = self.claim(condition);
+        match self.store.claim_stop(user, &claim).await? {
+            Some(claimed) => {
+                self.teardown(user, &claimed).await?;
+                Ok(Some(claimed))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn claim(&self, condition: StopCondition) -> StopClaim {
+        StopClaim {
+            owner: self.owners.next(),
+            now_ms: self.clock.now_ms(),
+            condition,
+        }
+    }
+
+    fn starting_record(&self, user: &UserId, project: &Path) -> SessionRecord {
+        let now = self.clock.now_ms();
+        SessionRecord {
+            user_id: user.to_string(),
+            vm_id: user.vm_id(),
+            ip: None,
+            url: None,
+            last_heartbeat: now,
+            status: SessionStatus::Starting,
+            created_at: now,
+            updated_at: now,
+            owner: self.owners.next(),
+            project_path: project.to_str().map(str::to_string),
+            extra: Map::new(),
+        }
+    }
+
+    /// Whether the VM of an active record still runs.
+    async fn is_live(&self, record: &SessionRecord) -> bool {
+        match self.settings.liveness {
+            Liveness::None => true,
+            Liveness::Tcp => {
+                let Some(ip) = record
+                    .ip
+                    .as_deref()
+                    .and_then(|ip| ip.parse::<IpAddr>().ok())
+                else {
+                    return false;
+                };
+                let connect = tokio::net::TcpStream::connect((ip, self.settings.service_port()));
+                matches!(
+                    tokio::time::timeout(self.settings.liveness_timeout, connect).await,
+                    Ok(Ok(_))
+                )
+            }
+            Liveness::Inspect => match self.vm.inspect(&record.vm_id).await {
+                Ok(Some(info)) => info.state == VmState::Running,
+                Ok(None) => false,
+                Err(error) => {
+                    // A driver hiccup must not destroy a session that may be fine.
+                    tracing::warn!(vm_id = %record.vm_id, %error, "liveness inspect failed; assuming alive");
+                    true
+                }
+            },
+        }
+    }
+
+    /// Creates the VM, copies the project, adds the route and stores the
+    /// session as active. On any failure, undoes what it made.
+    async fn cold_start(
+        &self,
+        user: &UserId,
+        project: &Path,
+        mut record: SessionRecord,
+    ) -> Result<SessionRecord, SessionError> {
+        let owner = record.owner.clone();
+        let mut made = Made::default();
+        let started = Instant::now();
+        let provisioned = tokio::time::timeout(
+            self.settings.start_timeout,
+            self.provision(user, project, &mut record, &mut made),
+        )
+        .await;
+        let failure = match provisioned {
+            Ok(Ok(())) => {
+                let now = self.clock.now_ms();
+                record.status = SessionStatus::Active;
+                record.last_heartbeat = now;
+                record.updated_at = now;
+                match self.store.replace_owned(&record, &owner).await {
+                    Ok(true) => {
+                        tracing::info!(user_id = %user, vm_id = %record.vm_id, ip = ?record.ip, url = ?record.url,
+                            elapsed_ms = started.elapsed().as_millis() as u64, "session started");
+                        return Ok(record);
+                    }
+                    Ok(false) => SessionError::Conflict(format!(
+                        "the start of {user}'s session was taken over by another host"
+                    )),
+                    Err(error) => error.into(),
+                }
+            }
+            Ok(Err(error)) => error,
+            Err(_) => SessionError::Timeout(format!(
+                "starting the session of {user} took longer than {:?}",
+                self.settings.start_timeout
+            )),
+        };
+        tracing::warn!(user_id = %user, error = %failure, "start failed; rolling back");
+        self.roll_back(user, record, &owner, made).await;
+        Err(failure)
+    }
+
+    /// The three steps of a cold start, recording in `made` what each may
+    /// have left behind.
+    async fn provision(
+        &self,
+        user: &UserId,
+        project: &Path,
+        record: &mut SessionRecord,
+        made: &mut Made,
+    ) -> Result<(), SessionError> {
+        let spec = VmSpec {
+            vm_id: record.vm_id.clone(),
+            image: self.settings.image.clone(),
+            cpus: self.settings.cpus,
+            memory_mib: self.settings.memory_mib,
+            disk_mib: self.settings.disk_mib,
+            ports: self.settings.ports.clone(),
+            labels: vec![("vessel.user".to_string(), user.to_string())],
+        };
+        made.vm = true;
+        let info = match self.vm.create(&spec).await {
+            Err(error)
+                if matches!(
+                    error.driver_error(),
+                    Some(crate::plugins::DriverError::AlreadyExists(_))
+                ) =>
+            {
+                // A leftover of a start that died before cleaning up: this
+                // start owns the user now, so replace it.
+                tracing::warn!(vm_id = %spec.vm_id, "replacing a leftover VM");
+                self.vm.remove(&spec.vm_id).await?;
+                self.vm.create(&spec).await?
+            }
+            other => other?,
+        };
+        let ip = info.ip.clone().ok_or_else(|| {
+            SessionError::Driver(crate::plugins::PluginError::Driver {
+                plugin: "vm".into(),
+                op: "create",
+                error: crate::plugins::DriverError::Failed(format!(
+                    "VM {} was created without an address",
+                    spec.vm_id
+                )),
+            })
+        })?;
+        record.ip = Some(ip.clone());
+
+        let project_text = project.to_str().unwrap_or_default();
+        self.vm
+            .copy_to(&spec.vm_id, project_text, &self.settings.project_dest)
+            .await?;
+
+        made.route = true;
+        let url = self
+            .proxy
+            .add_route(&RouteSpec {
+                route_id: spec.vm_id.clone(),
+                user_id: user.to_string(),
+                target_ip: ip,
+                target_port: self.settings.service_port(),
+            })
+            .await?;
+        record.url = Some(url);
+        Ok(())
+    }
+
+    /// Undoes a failed start: marks the record stopping (so that a failed
+    /// undo is retried by the Reaper), removes what was made, and deletes
+    /// the record.
+    async fn roll_back(&self, user: &UserId, mut record: SessionRecord, owner: &str, made: Made) {
+        if made.vm || made.route {
+            record.status = SessionStatus::Stopping;
+            record.updated_at = self.clock.now_ms();
+            if let Err(error) = self.store.replace_owned(&record, owner).await {
+                tracing::warn!(user_id = %user, %error, "cannot mark the failed start as stopping");
+            }
+            if let Err(error) = self.remove_infrastructure(&record.vm_id, made).await {
+                tracing::error!(user_id = %user, vm_id = %record.vm_id, %error,
+                    "rollback failed; the Reaper will retry it");
+                return;
+            }
+        }
+        if let Err(error) = self.store.delete_owned(user, owner).await {
+            tracing::error!(user_id = %user, %error, "cannot delete the failed start's record");
+        }
+    }
+
+    /// Removes a claimed session's route and VM, then its record. On
+    /// failure the record stays `stopping`, held by the claim, for the
+    /// Reaper to retry.
+    async fn teardown(&self, user: &UserId, claimed: &SessionRecord) -> Result<(), SessionError> {
+        let vm_id = if is_driver_safe_id(&claimed.vm_id) {
+            claimed.vm_id.clone()
+        } else {
+            user.vm_id()
+        };
+        self.remove_infrastructure(
+            &vm_id,
+            Made {
+                vm: true,
+                route: true,
+            },
+        )
+        .await?;
+        self.store.delete_owned(user, &claimed.owner).await?;
+        Ok(())
+    }
+
+    /// Removes the route and then the VM, as far as `made` says they exist,
+    /// within the stop timeout.
+    async fn remove_infrastructure(&self, vm_id: &str, made: Made) -> Result<(), SessionError> {
+        let removal = async {
+            if made.route {
+                self.proxy.remove_route(vm_id).await?;
+            }
+            if made.vm {
+                self.vm.remove(vm_id).await?;
+            }
+            Ok::<(), SessionError>(())
+        };
+        match tokio::time::timeout(self.settings.stop_timeout, removal).await {
+            Ok(result) => result,
+            Err(_) => Err(SessionError::Timeout(format!(
+                "removing {vm_id} took longer than {:?}",
+                self.settings.stop_timeout
+            ))),
+        }
+    }
+}
+
+/// A host id for owner tokens: host name, process id and start time, so it
+/// differs between hosts and between runs of one host.
+pub fn default_host_id(clock: &dyn Clock) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "host".to_string());
+    format!("{host}-{}-{:x}", std::process::id(), clock.now_ms())
+}

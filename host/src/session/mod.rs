@@ -1,0 +1,12 @@
+//! Sessions: the [`SessionManager`] that starts, stops and tracks them.
+//!
+//! - [`manager`]: start, stop, heartbeat, status, and the Reaper's stop.
+//! - [`project`]: validation of project paths.
+//! - [`error`]: [`SessionError`].
+
+pub mod error;
+pub mod manager;
+pub mod project;
+
+pub use error::SessionError;
+pub use manager::{SessionManager, SessionSettings, Started, Stopped, default_host_id};

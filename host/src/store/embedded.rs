@@ -1,0 +1,248 @@
+//! The embedded session store: a redb database file on the local disk.
+//!
+//! redb is a pure-Rust, ACID, crash-safe key-value store with serialisable
+//! write transactions and no server to run, which is what a single-machine
+//! default needs: state survives a restart of the host (or of the machine),
+//! and every [`SessionStore`] method is one write transaction, hence atomic.
+//! Records are stored as the same JSON as in Redis, keyed by user id.
+//!
+//! One database file belongs to one host process; several hosts must share
+//! Redis instead.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{
+    HeartbeatOutcome, InsertOutcome, InvalidRecord, ScanPage, SessionRecord, SessionStatus,
+    SessionStore, StopClaim, StoreError,
+};
+use crate::ids::UserId;
+
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+/// Sessions in a local redb database.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+fn parse(bytes: &[u8], user: &str) -> Result<SessionRecord, StoreError> {
+    SessionRecord::from_json(bytes, user).map_err(|e| StoreError::Corrupt {
+        user: user.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(SESSIONS).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(EmbeddedStore { db: Arc::new(db) })
+    }
+
+    /// Runs `f` on a blocking thread, as redb's calls block on disk I/O.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
+    }
+
+    /// Reads `user`'s record in a write transaction, lets `decide` change it
+    /// (`Some(new)` to store, `None` to delete) or leave it, and commits.
+    async fn update<T: Send + 'static>(
+        &self,
+        user: &str,
+        decide: impl FnOnce(Option<SessionRecord>) -> Result<(Change, T), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let user = user.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let answer = {
+                let mut table = txn.open_table(SESSIONS).map_err(backend)?;
+                let current = match table.get(user.as_str()).map_err(backend)? {
+                    Some(bytes) => Some(parse(bytes.value(), &user)?),
+                    None => None,
+                };
+                let (change, answer) = decide(current)?;
+                match change {
+                    Change::Keep => {}
+                    Change::Put(record) => {
+                        table
+                            .insert(user.as_str(), record.to_json().as_bytes())
+                            .map_err(backend)?;
+                    }
+                    Change::Delete => {
+                        table.remove(user.as_str()).map_err(backend)?;
+                    }
+                }
+                answer
+            };
+            txn.commit().map_err(backend)?;
+            Ok(answer)
+        })
+        .await
+    }
+}
+
+/// What an [`EmbeddedStore::update`] does to the record.
+enum Change {
+    Keep,
+    Put(SessionRecord),
+    Delete,
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn get(&self, user: &UserId) -> Result<Option<SessionRecord>, StoreError> {
+        let user = user.to_string();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(SESSIONS).map_err(backend)?;
+            match table.get(user.as_str()).map_err(backend)? {
+                Some(bytes) => parse(bytes.value(), &user).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn insert_new(&self, record: &SessionRecord) -> Result<InsertOutcome, StoreError> {
+        let record = record.clone();
+        self.update(&record.user_id.clone(), move |current| {
+            Ok(match current {
+                Some(existing) => (Change::Keep, InsertOutcome::Exists(existing)),
+                None => (Change::Put(record), InsertOutcome::Inserted),
+            })
+        })
+        .await
+    }
+
+    async fn replace_owned(&self, record: &SessionRecord, owner: &str) -> Result<bool, StoreError> {
+        let record = record.clone();
+        let owner = owner.to_string();
+        self.update(&record.user_id.clone(), move |current| {
+            Ok(match current {
+                Some(existing) if existing.owner == owner => (Change::Put(record), true),
+                _ => (Change::Keep, false),
+            })
+        })
+        .await
+    }
+
+    async fn delete_owned(&self, user: &UserId, owner: &str) -> Result<bool, StoreError> {
+        let owner = owner.to_string();
+        self.update(user.as_str(), move |current| {
+            Ok(match current {
+                Some(existing) if existing.owner == owner => (Change::Delete, true),
+                _ => (Change::Keep, false),
+            })
+        })
+        .await
+    }
+
+    async fn heartbeat(&self, user: &UserId, now_ms: u64) -> Result<HeartbeatOutcome, StoreError> {
+        self.update(user.as_str(), move |current| {
+            Ok(match current {
+                None => (Change::Keep, HeartbeatOutcome::Missing),
+                Some(record) if record.status != SessionStatus::Active => {
+                    (Change::Keep, HeartbeatOutcome::NotActive(record))
+                }
+                Some(mut record) => {
+                    record.last_heartbeat = now_ms;
+                    record.updated_at = now_ms;
+                    (
+                        Change::Put(record.clone()),
+                        HeartbeatOutcome::Updated(record),
+                    )
+                }
+            })
+        })
+        .await
+    }
+
+    async fn claim_stop(
+        &self,
+        user: &UserId,
+        claim: &StopClaim,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let claim = claim.clone();
+        self.update(user.as_str(), move |current| {
+            Ok(match current {
+                Some(mut record) if claim.condition.matches(&record) => {
+                    claim.apply(&mut record);
+                    (Change::Put(record.clone()), Some(record))
+                }
+                _ => (Change::Keep, None),
+            })
+        })
+        .await
+    }
+
+    async fn scan(&self, cursor: Option<&str>, batch: usize) -> Result<ScanPage, StoreError> {
+        let cursor = cursor.map(str::to_string);
+        let batch = batch.max(1);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(SESSIONS).map_err(backend)?;
+            let range = match &cursor {
+                Some(after) => table.range::<&str>((
+                    std::ops::Bound::Excluded(after.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => table.range::<&str>(..),
+            }
+            .map_err(backend)?;
+            let mut page = ScanPage::default();
+            let mut last = None;
+            let mut count = 0;
+            for entry in range {
+                let (key, value) = entry.map_err(backend)?;
+                let user = key.value().to_string();
+                match parse(value.value(), &user) {
+                    Ok(record) => page.records.push(record),
+                    Err(e) => page.invalid.push(InvalidRecord {
+                        key: user.clone(),
+                        reason: e.to_string(),
+                    }),
+                }
+                last = Some(user);
+                count += 1;
+                if count == batch {
+                    break;
+                }
+            }
+            page.next = if count == batch { last } else { None };
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|db| db.begin_read().map(|_| ()).map_err(backend))
+            .await
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+}

@@ -1,0 +1,170 @@
+//! The session record: the JSON stored under `session:{userId}`.
+//!
+//! Operators read and edit records by hand, so parsing is lenient where a
+//! hand edit is likely (times may be numbers or numeric strings; a record
+//! with no `status` is active) and fields it does not know are kept.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// Where a session is in its lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// A host is creating the VM, copying the project and adding the route.
+    Starting,
+    /// The VM runs and the route serves it.
+    #[default]
+    Active,
+    /// A host is removing the route and the VM.
+    Stopping,
+}
+
+impl SessionStatus {
+    /// The status as written in records and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Starting => "starting",
+            SessionStatus::Active => "active",
+            SessionStatus::Stopping => "stopping",
+        }
+    }
+}
+
+/// One user's session as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionRecord {
+    /// The user. Filled in from the key when a hand-written record omits it.
+    #[serde(default)]
+    pub user_id: String,
+    /// The VM's id, `user-{userId}-session`.
+    pub vm_id: String,
+    /// The VM's address; `null` while starting.
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// The public URL; `null` while starting.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The last heartbeat, in milliseconds since the epoch.
+    #[serde(deserialize_with = "lenient_ms")]
+    pub last_heartbeat: u64,
+    /// The lifecycle state; a record without one is active.
+    #[serde(default)]
+    pub status: SessionStatus,
+    /// When the session was started (ms since the epoch).
+    #[serde(default, deserialize_with = "lenient_ms")]
+    pub created_at: u64,
+    /// When the status or heartbeat last changed (ms since the epoch).
+    #[serde(default, deserialize_with = "lenient_ms")]
+    pub updated_at: u64,
+    /// The operation that holds the record while it is starting or
+    /// stopping (`{hostId}/{n}`); only it may move the record on.
+    #[serde(default)]
+    pub owner: String,
+    /// The project directory copied into the VM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_path: Option<String>,
+    /// Fields Vessel does not know, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl SessionRecord {
+    /// Parses a stored record; `user_id` fills in a missing `userId`.
+    pub fn from_json(bytes: &[u8], user_id: &str) -> Result<SessionRecord, serde_json::Error> {
+        let mut record: SessionRecord = serde_json::from_slice(bytes)?;
+        if record.user_id.is_empty() {
+            record.user_id = user_id.to_string();
+        }
+        Ok(record)
+    }
+
+    /// The record as stored.
+    pub fn to_json(&self) -> String {
+        // A record holds only strings, numbers and maps of JSON values, so
+        // serialising it cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Accepts milliseconds as an integer, a float (as Lua's cjson may write
+/// large numbers) or a numeric string (as a hand edit may).
+fn lenient_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    let parsed = match &value {
+        Value::Number(n) => n.as_u64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f as u64)
+        }),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        Value::Null => Some(0),
+        _ => None,
+    };
+    parsed.ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expected milliseconds since the epoch, found {value}"
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hand_written_seed_record_parses_as_active() {
+        let record = SessionRecord::from_json(
+            br#"{"vmId":"user-a-session","ip":"127.61.0.1","url":"http://x/","lastHeartbeat":"1700000000000","note":"by hand"}"#,
+            "a",
+        )
+        .unwrap();
+        assert_eq!(record.user_id, "a");
+        assert_eq!(record.status, SessionStatus::Active);
+        assert_eq!(record.last_heartbeat, 1_700_000_000_000);
+        assert_eq!(record.extra["note"], "by hand");
+        // Unknown fields survive a round trip.
+        assert!(record.to_json().contains(r#""note":"by hand""#));
+    }
+
+    #[test]
+    fn floats_from_lua_are_read_as_milliseconds() {
+        let record = SessionRecord::from_json(
+            br#"{"userId":"a","vmId":"v","lastHeartbeat":1.7e12,"status":"stopping"}"#,
+            "a",
+        )
+        .unwrap();
+        assert_eq!(record.last_heartbeat, 1_700_000_000_000);
+        assert_eq!(record.status, SessionStatus::Stopping);
+    }
+
+    #[test]
+    fn a_record_without_a_heartbeat_or_with_a_bad_one_is_refused() {
+        assert!(SessionRecord::from_json(br#"{"vmId":"v"}"#, "a").is_err());
+        assert!(SessionRecord::from_json(br#"{"vmId":"v","lastHeartbeat":"soon"}"#, "a").is_err());
+        assert!(SessionRecord::from_json(b"not json", "a").is_err());
+    }
+
+    #[test]
+    fn the_seed_fields_are_written_with_the_seed_names() {
+        let record = SessionRecord {
+            user_id: "a".into(),
+            vm_id: "user-a-session".into(),
+            ip: Some("127.61.0.1".into()),
+            url: Some("http://127.0.0.1:8000/a/".into()),
+            last_heartbeat: 5,
+            status: SessionStatus::Active,
+            created_at: 1,
+            updated_at: 5,
+            owner: String::new(),
+            project_path: None,
+            extra: Map::new(),
+        };
+        let json: Value = serde_json::from_str(&record.to_json()).unwrap();
+        for field in ["vmId", "ip", "url", "lastHeartbeat", "status", "userId"] {
+            assert!(json.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(json["lastHeartbeat"], 5);
+    }
+}

@@ -1,0 +1,126 @@
+//! `hostile`: a VM plugin that misbehaves on purpose, to test the sandbox.
+//!
+//! Every export except `inspect` fails with `invalid-input`. `inspect(probe)`
+//! runs the probe its argument names and reports the result in the returned
+//! VM's `ip` field (or as an error):
+//!
+//! - `loop`: spins forever (the call limit must stop it);
+//! - `alloc`: allocates until memory runs out (the memory limit must stop it);
+//! - `trap`: panics;
+//! - `exec:<program>:<arg>...`: runs `<program>` through `process.exec`
+//!   with the `timeout_ms` setting, returning stdout, or the error;
+//! - `read:<path>`: reads a file, returning its contents or the I/O error;
+//! - `write:<path>`: writes a file, returning `written` or the I/O error;
+//! - `connect:<ip:port>`: opens a TCP connection, returning `connected` or
+//!   the error;
+//! - `env`: returns the environment variables it sees, `;`-separated;
+//! - `settings`: returns its settings as `k=v;...`.
+
+use std::io::Write;
+
+wit_bindgen::generate!({
+    world: "vm-plugin",
+    path: "../../wit",
+});
+
+use exports::vessel::infra::vm_driver::Guest;
+use vessel::infra::config;
+use vessel::infra::process::{ExecRequest, exec};
+use vessel::infra::types::{DriverError, VmInfo, VmSpec, VmState};
+
+struct Hostile;
+
+fn answer(text: String) -> Option<VmInfo> {
+    Some(VmInfo {
+        vm_id: "probe".into(),
+        state: VmState::Unknown,
+        ip: Some(text),
+        ports: Vec::new(),
+    })
+}
+
+fn refuse<T>() -> Result<T, DriverError> {
+    Err(DriverError::InvalidInput(
+        "hostile: only inspect probes are implemented".into(),
+    ))
+}
+
+impl Guest for Hostile {
+    fn create(_spec: VmSpec) -> Result<VmInfo, DriverError> {
+        refuse()
+    }
+
+    fn copy_to(_vm_id: String, _host_path: String, _vm_path: String) -> Result<(), DriverError> {
+        refuse()
+    }
+
+    fn remove(_vm_id: String) -> Result<(), DriverError> {
+        refuse()
+    }
+
+    fn list_vms() -> Result<Vec<VmInfo>, DriverError> {
+        refuse()
+    }
+
+    fn inspect(probe: String) -> Result<Option<VmInfo>, DriverError> {
+        let (name, rest) = probe.split_once(':').unwrap_or((probe.as_str(), ""));
+        match name {
+            "loop" => {
+                let mut counter: u64 = 0;
+                loop {
+                    counter = std::hint::black_box(counter.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1024 * 1024]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "trap" => panic!("hostile: trapping on purpose"),
+            "exec" => {
+                let mut parts = rest.split(':').map(str::to_string);
+                let program = parts.next().unwrap_or_default();
+                let timeout_ms = config::get("timeout_ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let output = exec(&ExecRequest {
+                    program,
+                    args: parts.collect(),
+                    timeout_ms,
+                    stdin: None,
+                })?;
+                Ok(answer(String::from_utf8_lossy(&output.stdout).into_owned()))
+            }
+            "read" => match std::fs::read_to_string(rest) {
+                Ok(text) => Ok(answer(text)),
+                Err(e) => Err(DriverError::Denied(format!("read {rest}: {e}"))),
+            },
+            "write" => match std::fs::File::create(rest).and_then(|mut f| f.write_all(b"x")) {
+                Ok(()) => Ok(answer("written".into())),
+                Err(e) => Err(DriverError::Denied(format!("write {rest}: {e}"))),
+            },
+            "connect" => match std::net::TcpStream::connect(rest) {
+                Ok(_) => Ok(answer("connected".into())),
+                Err(e) => Err(DriverError::Denied(format!("connect {rest}: {e}"))),
+            },
+            "env" => Ok(answer(
+                std::env::vars()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            )),
+            "settings" => Ok(answer(
+                config::entries()
+                    .into_iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(";"),
+            )),
+            _ => Err(DriverError::InvalidInput(format!("unknown probe {probe}"))),
+        }
+    }
+}
+
+export!(Hostile);

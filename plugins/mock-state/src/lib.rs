@@ -1,0 +1,423 @@
+//! The on-disk state of Vessel's mock plugins.
+//!
+//! The host runs every plugin call in a fresh instance and may run calls
+//! concurrently, so a mock cannot keep anything in memory. It keeps its state
+//! in the directory the operator granted it instead, laid out so that tests
+//! (and people) can read it directly:
+//!
+//! ```text
+//! <state>/items/<id>.json     one file per VM or route the mock manages
+//! <state>/slots/<n>           reservation of a numbered slot (e.g. an IP)
+//! <state>/calls/<seq>.json    the call record: one file per driver call
+//! <state>/faults/<op>         an injected fault for operation <op>
+//! ```
+//!
+//! Every write that another instance may race with uses an exclusive create
+//! (`O_EXCL`) or a write-then-rename, so concurrent calls never corrupt it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// One entry of the call record: what a driver was asked and how it answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct CallRecord {
+    /// The operation, e.g. `create`, `remove`, `add-route`.
+    pub op: String,
+    /// What it was applied to (a VM id or route id), empty for listings.
+    pub target: String,
+    /// `ok`, or the error case the call returned (e.g. `failed`).
+    pub outcome: String,
+    /// Milliseconds since the epoch when the call was recorded.
+    pub at_ms: u64,
+}
+
+/// A fault injected for one operation, read from `faults/<op>`.
+///
+/// The file holds one line: an error case of the contract (`not-found`,
+/// `already-exists`, `invalid-input`, `denied`, `timed-out`, `unavailable`,
+/// `failed`), optionally followed by `:` and a message; or `hang` (sleep far
+/// past any sensible call limit); or `trap` (abort the instance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Return the named error case with a message.
+    Error {
+        /// The contract's error case, as written in WIT.
+        case: String,
+        /// The message to return with it.
+        message: String,
+    },
+    /// Never answer (the host's call limit must stop it).
+    Hang,
+    /// Trap, as a crashing plugin would.
+    Trap,
+}
+
+impl Fault {
+    /// Parses the text of a fault file or setting.
+    pub fn parse(text: &str) -> Fault {
+        let text = text.trim();
+        match text {
+            "hang" => Fault::Hang,
+            "trap" => Fault::Trap,
+            _ => {
+                let (case, message) = match text.split_once(':') {
+                    Some((case, message)) => (case.trim(), message.trim()),
+                    None => (text, "injected fault"),
+                };
+                Fault::Error {
+                    case: case.to_string(),
+                    message: message.to_string(),
+                }
+            }
+        }
+    }
+}
+
+/// A mock's state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating if needed) the state directory at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<StateDir> {
+        let root = root.into();
+        for sub in ["items", "slots", "calls", "faults"] {
+            match fs::create_dir_all(root.join(sub)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(StateDir { root })
+    }
+
+    fn item_path(&self, id: &str) -> PathBuf {
+        self.root.join("items").join(format!("{id}.json"))
+    }
+
+    /// Creates item `id` with `value`; fails with `AlreadyExists` if it exists.
+    pub fn create_item<T: Serialize>(&self, id: &str, value: &T) -> io::Result<()> {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(self.item_path(id))?;
+        file.write_all(&to_json(value)?)?;
+        Ok(())
+    }
+
+    /// Replaces item `id` with `value` atomically (write, then rename).
+    pub fn put_item<T: Serialize>(&self, id: &str, value: &T) -> io::Result<()> {
+        write_atomically(&self.item_path(id), &to_json(value)?)
+    }
+
+    /// Reads item `id`, or `None` if it does not exist.
+    pub fn get_item<T: DeserializeOwned>(&self, id: &str) -> io::Result<Option<T>> {
+        match fs::read(self.item_path(id)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| io::Error::new(ErrorKind::InvalidData, e)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes item `id`; returns whether it existed.
+    pub fn delete_item(&self, id: &str) -> io::Result<bool> {
+        remove_if_present(&self.item_path(id))
+    }
+
+    /// Every item, sorted by id. Items that vanish or are half-written while
+    /// listing (a concurrent create or remove) are skipped.
+    pub fn items<T: DeserializeOwned>(&self) -> io::Result<Vec<(String, T)>> {
+        let mut items = Vec::new();
+        for entry in fs::read_dir(self.root.join("items"))? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if let Ok(Some(item)) = self.get_item::<T>(id) {
+                items.push((id.to_string(), item));
+            }
+        }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(items)
+    }
+
+    /// Reserves the lowest free slot number in `1..=max` for `owner`.
+    /// Returns `None` when every slot is taken.
+    pub fn reserve_slot(&self, owner: &str, max: u32) -> io::Result<Option<u32>> {
+        for n in 1..=max {
+            let path = self.root.join("slots").join(n.to_string());
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => {
+                    file.write_all(owner.as_bytes())?;
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Frees slot `n`.
+    pub fn release_slot(&self, n: u32) -> io::Result<()> {
+        remove_if_present(&self.root.join("slots").join(n.to_string())).map(|_| ())
+    }
+
+    /// The fault injected for `op`, if a `faults/<op>` file exists.
+    pub fn fault(&self, op: &str) -> io::Result<Option<Fault>> {
+        match fs::read_to_string(self.root.join("faults").join(op)) {
+            Ok(text) => Ok(Some(Fault::parse(&text))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Appends one entry to the call record.
+    pub fn record_call(&self, op: &str, target: &str, outcome: &str) -> io::Result<()> {
+        let record = CallRecord {
+            op: op.to_string(),
+            target: target.to_string(),
+            outcome: outcome.to_string(),
+            at_ms: now_ms(),
+        };
+        let bytes = to_json(&record)?;
+        let calls = self.root.join("calls");
+        // Start at the current count and claim the first free sequence number;
+        // a concurrent caller that wins a number pushes us to the next one.
+        let mut seq = fs::read_dir(&calls)?.count() as u64;
+        loop {
+            let path = calls.join(format!("{seq:010}.json"));
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut file) => return file.write_all(&bytes),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => seq += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Reads the call record of the state directory at `root`, in call order.
+/// This is how tests prove what a driver was asked to do.
+pub fn read_calls(root: &Path) -> io::Result<Vec<CallRecord>> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(root.join("calls")) {
+        Ok(dir) => dir
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<io::Result<_>>()?,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    files.sort();
+    files
+        .iter()
+        .map(|path| {
+            let bytes = fs::read(path)?;
+            serde_json::from_slice(&bytes).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+        })
+        .collect()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn to_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    serde_json::to_vec_pretty(value).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", unique_suffix()));
+    {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+    }
+    fs::rename(&tmp, path)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A suffix that two concurrent writers will not both pick: the time in
+/// nanoseconds plus the address of a stack value (distinct per instance).
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let marker = 0u8;
+    format!("{nanos}-{:p}", &marker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_state(name: &str) -> StateDir {
+        let dir = std::env::temp_dir().join(format!("mock-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        StateDir::open(dir).expect("open state dir")
+    }
+
+    #[test]
+    fn an_item_is_created_once() {
+        let state = temp_state("create-once");
+        state.create_item("a", &1u32).unwrap();
+        let err = state.create_item("a", &2u32).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(state.get_item::<u32>("a").unwrap(), Some(1));
+        assert!(state.delete_item("a").unwrap());
+        assert!(!state.delete_item("a").unwrap());
+        assert_eq!(state.get_item::<u32>("a").unwrap(), None);
+    }
+
+    #[test]
+    fn slots_are_handed_out_lowest_first_and_reused_after_release() {
+        let state = temp_state("slots");
+        assert_eq!(state.reserve_slot("x", 3).unwrap(), Some(1));
+        assert_eq!(state.reserve_slot("y", 3).unwrap(), Some(2));
+        state.release_slot(1).unwrap();
+        assert_eq!(state.reserve_slot("z", 3).unwrap(), Some(1));
+        assert_eq!(state.reserve_slot("w", 3).unwrap(), Some(3));
+        assert_eq!(state.reserve_slot("v", 3).unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_call_records_are_all_kept() {
+        let state = temp_state("calls");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    for j in 0..25 {
+                        state
+                            .record_call("create", &format!("{i}-{j}"), "ok")
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let calls = read_calls(&state.root).unwrap();
+        assert_eq!(calls.len(), 200);
+    }
+
+    #[test]
+    fn faults_parse_cases_messages_hangs_and_traps() {
+        assert_eq!(Fault::parse("hang\n"), Fault::Hang);
+        assert_eq!(Fault::parse("trap"), Fault::Trap);
+        assert_eq!(
+            Fault::parse("unavailable: disk full"),
+            Fault::Error {
+                case: "unavailable".into(),
+                message: "disk full".into()
+            }
+        );
+        assert_eq!(
+            Fault::parse("failed"),
+            Fault::Error {
+                case: "failed".into(),
+                message: "injected fault".into()
+            }
+        );
+    }
+}
+
+/// Defines the plumbing every mock driver shares, in the calling crate where
+/// the plugin's generated `DriverError` and `config` are in scope:
+///
+/// - `state()`: opens the state directory named by the `state_dir` setting
+///   (default `/state`);
+/// - `io_failed(e)`: maps a state I/O error to `DriverError::Failed`;
+/// - `operation(op, target, body)`: applies an injected fault for `op` (from
+///   the `fail_<op>` setting or a `faults/<op>` file) or runs `body`, then
+///   records the call and its outcome.
+///
+/// It is a macro because each plugin has its own generated binding types.
+#[macro_export]
+macro_rules! mock_driver_plumbing {
+    ($plugin:literal) => {
+        fn state() -> Result<$crate::StateDir, DriverError> {
+            let root = config::get("state_dir").unwrap_or_else(|| "/state".to_string());
+            $crate::StateDir::open(&root).map_err(|e| {
+                DriverError::Unavailable(format!(
+                    "{} state directory {root} is not usable ({e}); grant it a directory",
+                    $plugin
+                ))
+            })
+        }
+
+        fn io_failed(e: std::io::Error) -> DriverError {
+            DriverError::Failed(format!("{} state: {e}", $plugin))
+        }
+
+        fn raise(fault: $crate::Fault) -> DriverError {
+            match fault {
+                $crate::Fault::Hang => loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                },
+                $crate::Fault::Trap => panic!("{}: injected trap", $plugin),
+                $crate::Fault::Error { case, message } => match case.as_str() {
+                    "not-found" => DriverError::NotFound(message),
+                    "already-exists" => DriverError::AlreadyExists(message),
+                    "invalid-input" => DriverError::InvalidInput(message),
+                    "denied" => DriverError::Denied(message),
+                    "timed-out" => DriverError::TimedOut(message),
+                    "unavailable" => DriverError::Unavailable(message),
+                    _ => DriverError::Failed(message),
+                },
+            }
+        }
+
+        fn outcome<T>(result: &Result<T, DriverError>) -> &'static str {
+            match result {
+                Ok(_) => "ok",
+                Err(DriverError::NotFound(_)) => "not-found",
+                Err(DriverError::AlreadyExists(_)) => "already-exists",
+                Err(DriverError::InvalidInput(_)) => "invalid-input",
+                Err(DriverError::Denied(_)) => "denied",
+                Err(DriverError::TimedOut(_)) => "timed-out",
+                Err(DriverError::Unavailable(_)) => "unavailable",
+                Err(DriverError::Failed(_)) => "failed",
+            }
+        }
+
+        fn operation<T>(
+            op: &str,
+            target: &str,
+            body: impl FnOnce(&$crate::StateDir) -> Result<T, DriverError>,
+        ) -> Result<T, DriverError> {
+            let state = state()?;
+            let fault = match config::get(&format!("fail_{}", op.replace('-', "_"))) {
+                Some(text) => Some($crate::Fault::parse(&text)),
+                None => state.fault(op).map_err(io_failed)?,
+            };
+            let result = match fault {
+                Some(fault) => Err(raise(fault)),
+                None => body(&state),
+            };
+            // The record is best effort: a full disk must not turn a success
+            // into an error.
+            let _ = state.record_call(op, target, outcome(&result));
+            result
+        }
+    };
+}
