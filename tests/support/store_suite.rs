@@ -1,0 +1,287 @@
+//! The conformance suite every `SessionStore` must pass. Each check takes a
+//! fresh, empty store and panics with what went wrong.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::Map;
+use vessel::ids::UserId;
+use vessel::store::{
+    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StopClaim,
+    StopCondition,
+};
+
+/// A store under test.
+pub type Store = Arc<dyn SessionStore>;
+
+/// A record for `user` in `status`, held by `owner`, with heartbeat and
+/// update time `at`.
+pub fn record(user: &str, status: SessionStatus, owner: &str, at: u64) -> SessionRecord {
+    SessionRecord {
+        user_id: user.to_string(),
+        vm_id: format!("user-{user}-session"),
+        ip: Some("127.61.0.9".to_string()),
+        url: Some(format!("http://127.0.0.1:8000/{user}/")),
+        last_heartbeat: at,
+        status,
+        created_at: at,
+        updated_at: at,
+        owner: owner.to_string(),
+        project_path: Some("/tmp/project".to_string()),
+        extra: Map::new(),
+    }
+}
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).expect("valid test user id")
+}
+
+fn claim(owner: &str, now: u64, condition: StopCondition) -> StopClaim {
+    StopClaim {
+        owner: owner.to_string(),
+        now_ms: now,
+        condition,
+    }
+}
+
+/// Inserting creates once; the second insert sees the first record.
+pub async fn insert_is_create_once(store: Store) {
+    let first = record("alice", SessionStatus::Starting, "h1/1", 10);
+    assert_eq!(store.get(&user("alice")).await.unwrap(), None);
+    assert_eq!(
+        store.insert_new(&first).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    let second = record("alice", SessionStatus::Starting, "h2/1", 20);
+    assert_eq!(
+        store.insert_new(&second).await.unwrap(),
+        InsertOutcome::Exists(first.clone())
+    );
+    assert_eq!(store.get(&user("alice")).await.unwrap(), Some(first));
+}
+
+/// Of many concurrent inserts for one user, exactly one wins.
+pub async fn concurrent_inserts_have_one_winner(store: Store) {
+    let attempts = (0..32).map(|i| {
+        let store = store.clone();
+        async move {
+            let candidate = record("bob", SessionStatus::Starting, &format!("h/{i}"), i);
+            store.insert_new(&candidate).await.unwrap()
+        }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let winners = outcomes
+        .iter()
+        .filter(|o| **o == InsertOutcome::Inserted)
+        .count();
+    assert_eq!(winners, 1, "{outcomes:?}");
+}
+
+/// Only the owner may replace or delete a record.
+pub async fn replace_and_delete_need_the_owner(store: Store) {
+    let mine = record("carol", SessionStatus::Starting, "h1/7", 10);
+    store.insert_new(&mine).await.unwrap();
+    let mut active = mine.clone();
+    active.status = SessionStatus::Active;
+    assert!(!store.replace_owned(&active, "h2/7").await.unwrap());
+    assert_eq!(
+        store.get(&user("carol")).await.unwrap().unwrap().status,
+        SessionStatus::Starting
+    );
+    assert!(store.replace_owned(&active, "h1/7").await.unwrap());
+    assert_eq!(store.get(&user("carol")).await.unwrap(), Some(active));
+    assert!(!store.delete_owned(&user("carol"), "h2/7").await.unwrap());
+    assert!(store.delete_owned(&user("carol"), "h1/7").await.unwrap());
+    assert_eq!(store.get(&user("carol")).await.unwrap(), None);
+    // Replacing or deleting what is gone does nothing and creates nothing.
+    assert!(!store.replace_owned(&mine, "h1/7").await.unwrap());
+    assert!(!store.delete_owned(&user("carol"), "h1/7").await.unwrap());
+    assert_eq!(store.get(&user("carol")).await.unwrap(), None);
+}
+
+/// A heartbeat updates an active session, never creates one, and never
+/// touches one that is starting or stopping.
+pub async fn heartbeat_updates_only_active_sessions(store: Store) {
+    assert_eq!(
+        store.heartbeat(&user("dave"), 50).await.unwrap(),
+        HeartbeatOutcome::Missing
+    );
+    assert_eq!(
+        store.get(&user("dave")).await.unwrap(),
+        None,
+        "heartbeat resurrected"
+    );
+
+    store
+        .insert_new(&record("dave", SessionStatus::Active, "", 10))
+        .await
+        .unwrap();
+    match store.heartbeat(&user("dave"), 50).await.unwrap() {
+        HeartbeatOutcome::Updated(updated) => assert_eq!(updated.last_heartbeat, 50),
+        other => panic!("expected an update, got {other:?}"),
+    }
+    assert_eq!(
+        store
+            .get(&user("dave"))
+            .await
+            .unwrap()
+            .unwrap()
+            .last_heartbeat,
+        50
+    );
+
+    for status in [SessionStatus::Starting, SessionStatus::Stopping] {
+        let name = format!("erin-{}", status.as_str());
+        let held = record(&name, status, "h/1", 10);
+        store.insert_new(&held).await.unwrap();
+        assert_eq!(
+            store.heartbeat(&user(&name), 99).await.unwrap(),
+            HeartbeatOutcome::NotActive(held.clone())
+        );
+        assert_eq!(store.get(&user(&name)).await.unwrap(), Some(held));
+    }
+}
+
+/// Stop claims take a session only under their condition, mark it stopping
+/// and hand it to the claimant.
+pub async fn claims_follow_their_conditions(store: Store) {
+    store
+        .insert_new(&record("frank", SessionStatus::Active, "", 1_000))
+        .await
+        .unwrap();
+    // Not idle before 1000: the heartbeat at 1000 is not older than the cutoff.
+    let early = claim("reaper/1", 5_000, StopCondition::IdleBefore(1_000));
+    assert_eq!(
+        store.claim_stop(&user("frank"), &early).await.unwrap(),
+        None
+    );
+    // Not stuck: it is active.
+    let stuck = claim("reaper/2", 5_000, StopCondition::StuckBefore(9_000));
+    assert_eq!(
+        store.claim_stop(&user("frank"), &stuck).await.unwrap(),
+        None
+    );
+    // Idle before 1001: claimed.
+    let idle = claim("reaper/3", 5_000, StopCondition::IdleBefore(1_001));
+    let claimed = store
+        .claim_stop(&user("frank"), &idle)
+        .await
+        .unwrap()
+        .expect("idle session claimed");
+    assert_eq!(claimed.status, SessionStatus::Stopping);
+    assert_eq!(claimed.owner, "reaper/3");
+    assert_eq!(claimed.updated_at, 5_000);
+    assert_eq!(store.get(&user("frank")).await.unwrap(), Some(claimed));
+    // A second claim of any kind loses, until the stop is stuck.
+    for condition in [StopCondition::Active, StopCondition::IdleBefore(u64::MAX)] {
+        let again = claim("reaper/4", 6_000, condition);
+        assert_eq!(
+            store.claim_stop(&user("frank"), &again).await.unwrap(),
+            None
+        );
+    }
+    let retry = claim("reaper/5", 20_000, StopCondition::StuckBefore(10_000));
+    let retried = store
+        .claim_stop(&user("frank"), &retry)
+        .await
+        .unwrap()
+        .expect("stuck stop reclaimed");
+    assert_eq!(retried.owner, "reaper/5");
+    // The first claimant can no longer delete it; the second can.
+    assert!(
+        !store
+            .delete_owned(&user("frank"), "reaper/3")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .delete_owned(&user("frank"), "reaper/5")
+            .await
+            .unwrap()
+    );
+    // Nothing to claim for a user without a session.
+    let none = claim("reaper/6", 1, StopCondition::Active);
+    assert_eq!(
+        store.claim_stop(&user("nobody"), &none).await.unwrap(),
+        None
+    );
+}
+
+/// Of many concurrent claims on one stale session, exactly one wins; a
+/// heartbeat that lands first saves the session from all of them.
+pub async fn claims_race_with_one_winner_and_heartbeats_win_first(store: Store) {
+    store
+        .insert_new(&record("gina", SessionStatus::Active, "", 100))
+        .await
+        .unwrap();
+    let claims = (0..16).map(|i| {
+        let store = store.clone();
+        async move {
+            let c = claim(
+                &format!("reaper/{i}"),
+                9_000,
+                StopCondition::IdleBefore(500),
+            );
+            store.claim_stop(&user("gina"), &c).await.unwrap()
+        }
+    });
+    let won = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .count();
+    assert_eq!(won, 1);
+
+    store
+        .insert_new(&record("hank", SessionStatus::Active, "", 100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.heartbeat(&user("hank"), 9_000).await.unwrap(),
+        HeartbeatOutcome::Updated(_)
+    ));
+    let late = claim("reaper/x", 9_001, StopCondition::IdleBefore(500));
+    assert_eq!(store.claim_stop(&user("hank"), &late).await.unwrap(), None);
+    assert_eq!(
+        store.get(&user("hank")).await.unwrap().unwrap().status,
+        SessionStatus::Active
+    );
+}
+
+/// A scan in small batches sees every session exactly once.
+pub async fn scan_sees_every_session_once(store: Store) {
+    let count = 1_234;
+    futures::future::join_all((0..count).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .insert_new(&record(&format!("u{i:05}"), SessionStatus::Active, "", i))
+                .await
+                .unwrap()
+        }
+    }))
+    .await;
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store.scan(cursor.as_deref(), 100).await.unwrap();
+        pages += 1;
+        assert!(page.invalid.is_empty());
+        for record in page.records {
+            assert!(
+                seen.insert(record.user_id.clone()) || pages > 1,
+                "{} seen twice in one page",
+                record.user_id
+            );
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 10_000, "scan does not end");
+    }
+    assert_eq!(seen.len(), count as usize);
+    assert!(pages > 1, "a batch of 100 must take several pages");
+}
