@@ -6,13 +6,13 @@
 //! runs. Sessions are stored in Redis or an embedded database, kept alive by
 //! heartbeats, and stopped by the Reaper when abandoned.
 //!
-//! - [`api`]: the HTTP API.
-//! - [`session`]: the session manager, the brain.
-//! - [`store`]: where sessions are kept (Redis or embedded).
-//! - [`reaper`]: the background task stopping abandoned sessions.
-//! - [`plugins`]: the WebAssembly plugin runtime and the driver handles.
-//! - [`config`]: the configuration and its defaults.
-//! - [`app`]: assembling and serving a host.
+//! - [`api`] — the HTTP API.
+//! - [`session`] — the session manager, the brain.
+//! - [`store`] — where sessions are kept (Redis or embedded).
+//! - [`reaper`] — the background task stopping abandoned sessions.
+//! - [`plugins`] — the WebAssembly plugin runtime and the driver handles.
+//! - [`config`] — the configuration and its defaults.
+//! - [`app`] — assembling and serving a host.
 
 pub mod api;
 pub mod app;

@@ -276,9 +276,11 @@ impl MockState {
 /// plugins, the shared compile cache, the mock plugins' state under the data
 /// directory, and a fast Reaper that never fires by accident (1 h idle).
 pub fn test_config(data_dir: &Path, redis_url: Option<String>) -> Config {
-    let mut config = Config::default();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.data_dir = data_dir.to_path_buf();
+    let mut config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data_dir.to_path_buf(),
+        ..Config::default()
+    };
     config.store.redis_url = redis_url;
     config.plugins.dir = Some(plugin_dir());
     config.plugins.cache_dir = Some(shared_cache_dir());

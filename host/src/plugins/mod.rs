@@ -1,12 +1,12 @@
 //! The plugin runtime: sandboxed WebAssembly components that drive the VM
 //! manager and the proxy, behind the WIT contract in `wit/`.
 //!
-//! - [`runtime`]: the engine, compilation and its cache, per-call stores.
-//! - [`drivers`]: the [`VmDriver`] and [`ProxyDriver`] handles.
-//! - [`call_state`]: what a call's store holds, and the host imports.
-//! - [`exec`]: the `process` capability and its allowlist.
-//! - [`limits`]: the memory limit.
-//! - [`error`]: [`PluginError`] and the mapping of the WIT error variant.
+//! - [`runtime`] — the engine, compilation and its cache, per-call stores.
+//! - [`drivers`] — the [`VmDriver`] and [`ProxyDriver`] handles.
+//! - [`call_state`] — what a call's store holds, and the host imports.
+//! - [`exec`] — the `process` capability and its allowlist.
+//! - [`limits`] — the memory limit.
+//! - [`error`] — [`PluginError`] and the mapping of the WIT error variant.
 
 pub mod bindings;
 pub mod call_state;

@@ -223,11 +223,20 @@ impl LoadedPlugin {
         }
         let allowed = self.network.clone();
         builder
+            .allow_tcp(!allowed.is_empty())
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(move |addr, usage| {
-                let permitted =
-                    matches!(usage, SocketAddrUse::TcpConnect) && allowed.contains(&addr);
+                let permitted = match usage {
+                    SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                    // A connect first binds the socket implicitly to the
+                    // wildcard address; that alone reaches nothing (and
+                    // listening stays denied).
+                    SocketAddrUse::TcpBind => {
+                        !allowed.is_empty() && addr.ip().is_unspecified() && addr.port() == 0
+                    }
+                    _ => false,
+                };
                 Box::pin(async move { permitted })
             });
         Ok(builder.build())

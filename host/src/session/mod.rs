@@ -1,8 +1,8 @@
 //! Sessions: the [`SessionManager`] that starts, stops and tracks them.
 //!
-//! - [`manager`]: start, stop, heartbeat, status, and the Reaper's stop.
-//! - [`project`]: validation of project paths.
-//! - [`error`]: [`SessionError`].
+//! - [`manager`] — start, stop, heartbeat, status, and the Reaper's stop.
+//! - [`project`] — validation of project paths.
+//! - [`error`] — [`SessionError`].
 
 pub mod error;
 pub mod manager;

@@ -265,82 +265,6 @@ fn unique_suffix() -> String {
     format!("{nanos}-{:p}", &marker)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn temp_state(name: &str) -> StateDir {
-        let dir = std::env::temp_dir().join(format!("mock-state-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        StateDir::open(dir).expect("open state dir")
-    }
-
-    #[test]
-    fn an_item_is_created_once() {
-        let state = temp_state("create-once");
-        state.create_item("a", &1u32).unwrap();
-        let err = state.create_item("a", &2u32).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-        assert_eq!(state.get_item::<u32>("a").unwrap(), Some(1));
-        assert!(state.delete_item("a").unwrap());
-        assert!(!state.delete_item("a").unwrap());
-        assert_eq!(state.get_item::<u32>("a").unwrap(), None);
-    }
-
-    #[test]
-    fn slots_are_handed_out_lowest_first_and_reused_after_release() {
-        let state = temp_state("slots");
-        assert_eq!(state.reserve_slot("x", 3).unwrap(), Some(1));
-        assert_eq!(state.reserve_slot("y", 3).unwrap(), Some(2));
-        state.release_slot(1).unwrap();
-        assert_eq!(state.reserve_slot("z", 3).unwrap(), Some(1));
-        assert_eq!(state.reserve_slot("w", 3).unwrap(), Some(3));
-        assert_eq!(state.reserve_slot("v", 3).unwrap(), None);
-    }
-
-    #[test]
-    fn concurrent_call_records_are_all_kept() {
-        let state = temp_state("calls");
-        let threads: Vec<_> = (0..8)
-            .map(|i| {
-                let state = state.clone();
-                std::thread::spawn(move || {
-                    for j in 0..25 {
-                        state
-                            .record_call("create", &format!("{i}-{j}"), "ok")
-                            .unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let calls = read_calls(&state.root).unwrap();
-        assert_eq!(calls.len(), 200);
-    }
-
-    #[test]
-    fn faults_parse_cases_messages_hangs_and_traps() {
-        assert_eq!(Fault::parse("hang\n"), Fault::Hang);
-        assert_eq!(Fault::parse("trap"), Fault::Trap);
-        assert_eq!(
-            Fault::parse("unavailable: disk full"),
-            Fault::Error {
-                case: "unavailable".into(),
-                message: "disk full".into()
-            }
-        );
-        assert_eq!(
-            Fault::parse("failed"),
-            Fault::Error {
-                case: "failed".into(),
-                message: "injected fault".into()
-            }
-        );
-    }
-}
-
 /// Defines the plumbing every mock driver shares, in the calling crate where
 /// the plugin's generated `DriverError` and `config` are in scope:
 ///
@@ -420,4 +344,80 @@ macro_rules! mock_driver_plumbing {
             result
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_state(name: &str) -> StateDir {
+        let dir = std::env::temp_dir().join(format!("mock-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        StateDir::open(dir).expect("open state dir")
+    }
+
+    #[test]
+    fn an_item_is_created_once() {
+        let state = temp_state("create-once");
+        state.create_item("a", &1u32).unwrap();
+        let err = state.create_item("a", &2u32).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(state.get_item::<u32>("a").unwrap(), Some(1));
+        assert!(state.delete_item("a").unwrap());
+        assert!(!state.delete_item("a").unwrap());
+        assert_eq!(state.get_item::<u32>("a").unwrap(), None);
+    }
+
+    #[test]
+    fn slots_are_handed_out_lowest_first_and_reused_after_release() {
+        let state = temp_state("slots");
+        assert_eq!(state.reserve_slot("x", 3).unwrap(), Some(1));
+        assert_eq!(state.reserve_slot("y", 3).unwrap(), Some(2));
+        state.release_slot(1).unwrap();
+        assert_eq!(state.reserve_slot("z", 3).unwrap(), Some(1));
+        assert_eq!(state.reserve_slot("w", 3).unwrap(), Some(3));
+        assert_eq!(state.reserve_slot("v", 3).unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_call_records_are_all_kept() {
+        let state = temp_state("calls");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    for j in 0..25 {
+                        state
+                            .record_call("create", &format!("{i}-{j}"), "ok")
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let calls = read_calls(&state.root).unwrap();
+        assert_eq!(calls.len(), 200);
+    }
+
+    #[test]
+    fn faults_parse_cases_messages_hangs_and_traps() {
+        assert_eq!(Fault::parse("hang\n"), Fault::Hang);
+        assert_eq!(Fault::parse("trap"), Fault::Trap);
+        assert_eq!(
+            Fault::parse("unavailable: disk full"),
+            Fault::Error {
+                case: "unavailable".into(),
+                message: "disk full".into()
+            }
+        );
+        assert_eq!(
+            Fault::parse("failed"),
+            Fault::Error {
+                case: "failed".into(),
+                message: "injected fault".into()
+            }
+        );
+    }
 }

@@ -1,0 +1,276 @@
+//! The plugin sandbox, tested with the `hostile` plugin: a plugin can use
+//! exactly the capabilities it was granted, and a plugin that loops, hoards
+//! memory or crashes costs one failed call, not the host.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use vessel::config::{Config, DirGrant, ExecGrant, Liveness};
+use vessel::plugins::{DriverError, PluginError, PluginRuntime, ProxyDriver, VmDriver};
+use vessel_tests::{TestHost, plugin, shared_cache_dir, test_config};
+
+struct Sandbox {
+    driver: VmDriver,
+    granted: std::path::PathBuf,
+    open_port: SocketAddr,
+    closed_port: SocketAddr,
+    _listeners: (std::net::TcpListener, std::net::TcpListener),
+    _dir: tempfile::TempDir,
+}
+
+fn exec_grant(name: &str, command: &[&str], max_timeout: Duration) -> ExecGrant {
+    ExecGrant {
+        name: Some(name.to_string()),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        env: BTreeMap::new(),
+        max_timeout,
+        max_output_bytes: 64 * 1024,
+    }
+}
+
+fn hostile_config(dir: &std::path::Path) -> Config {
+    let mut config = test_config(&dir.join("data"), None);
+    config.plugins.vm.path = plugin("hostile");
+    config.plugins.vm.call_timeout = Duration::from_secs(1);
+    config.plugins.vm.memory_limit_mib = 32;
+    config.plugins.vm.liveness = Liveness::Inspect;
+    config.plugins.vm.grants.dirs = vec![
+        DirGrant {
+            host: dir.join("granted"),
+            guest: "/granted".into(),
+            read_only: false,
+        },
+        DirGrant {
+            host: dir.join("readonly"),
+            guest: "/readonly".into(),
+            read_only: true,
+        },
+    ];
+    let mut env_grant = exec_grant("env", &["/usr/bin/env"], Duration::from_secs(5));
+    env_grant.env.insert("GRANTED".into(), "yes".into());
+    config.plugins.vm.grants.exec = vec![
+        exec_grant("echo", &["/bin/echo", "fixed"], Duration::from_secs(5)),
+        env_grant,
+        exec_grant("sleep", &["/bin/sleep"], Duration::from_millis(300)),
+    ];
+    config
+}
+
+fn sandbox() -> Sandbox {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("granted")).unwrap();
+    std::fs::create_dir_all(dir.path().join("readonly")).unwrap();
+    std::fs::write(dir.path().join("granted/hello.txt"), "hello from the host").unwrap();
+    let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = hostile_config(dir.path());
+    config.plugins.vm.grants.network = vec![open.local_addr().unwrap()];
+    config
+        .plugins
+        .vm
+        .settings
+        .insert("answer".into(), toml::Value::Integer(42));
+    let runtime = PluginRuntime::new(shared_cache_dir()).unwrap();
+    let driver = VmDriver::load(&runtime, &config).unwrap();
+    Sandbox {
+        driver,
+        granted: dir.path().join("granted"),
+        open_port: open.local_addr().unwrap(),
+        closed_port: closed.local_addr().unwrap(),
+        _listeners: (open, closed),
+        _dir: dir,
+    }
+}
+
+/// Runs a probe and returns what it reported.
+async fn probe(driver: &VmDriver, probe: &str) -> Result<String, PluginError> {
+    let answer = tokio::time::timeout(Duration::from_secs(30), driver.inspect(probe))
+        .await
+        .expect("the host bounds every plugin call");
+    answer.map(|info| info.and_then(|i| i.ip).unwrap_or_default())
+}
+
+fn driver_error(result: Result<String, PluginError>) -> DriverError {
+    match result {
+        Err(PluginError::Driver { error, .. }) => error,
+        other => panic!("expected a driver error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn exec_runs_only_allowlisted_programs_without_a_shell() {
+    let sandbox = sandbox();
+    let echoed = probe(&sandbox.driver, "exec:echo:$USER;id").await.unwrap();
+    assert_eq!(echoed, "fixed $USER;id\n");
+    for program in ["/bin/sh:-c:id", "sh:-c:id", "/usr/bin/id", "/bin/echo2"] {
+        let denied = driver_error(probe(&sandbox.driver, &format!("exec:{program}")).await);
+        assert!(
+            matches!(denied, DriverError::Denied(_)),
+            "{program}: {denied:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn exec_gets_a_clean_environment_and_a_time_limit() {
+    let sandbox = sandbox();
+    assert_eq!(
+        probe(&sandbox.driver, "exec:env").await.unwrap(),
+        "GRANTED=yes\n"
+    );
+    let slow = driver_error(probe(&sandbox.driver, "exec:sleep:10").await);
+    assert!(matches!(slow, DriverError::TimedOut(_)), "{slow:?}");
+}
+
+#[tokio::test]
+async fn only_granted_directories_are_visible() {
+    let sandbox = sandbox();
+    assert_eq!(
+        probe(&sandbox.driver, "read:/granted/hello.txt")
+            .await
+            .unwrap(),
+        "hello from the host"
+    );
+    assert_eq!(
+        probe(&sandbox.driver, "write:/granted/new.txt")
+            .await
+            .unwrap(),
+        "written"
+    );
+    assert!(sandbox.granted.join("new.txt").exists());
+    for path in [
+        "read:/etc/passwd",
+        "read:/granted/../../etc/passwd",
+        "write:/readonly/x",
+        "write:/tmp/x",
+    ] {
+        let refused = driver_error(probe(&sandbox.driver, path).await);
+        assert!(
+            matches!(refused, DriverError::Denied(_)),
+            "{path}: {refused:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_granted_addresses_can_be_reached_and_nothing_is_inherited() {
+    let sandbox = sandbox();
+    assert_eq!(
+        probe(&sandbox.driver, &format!("connect:{}", sandbox.open_port))
+            .await
+            .unwrap(),
+        "connected"
+    );
+    let refused =
+        driver_error(probe(&sandbox.driver, &format!("connect:{}", sandbox.closed_port)).await);
+    assert!(matches!(refused, DriverError::Denied(_)), "{refused:?}");
+    // No environment of the host leaks in; settings arrive as text.
+    assert_eq!(probe(&sandbox.driver, "env").await.unwrap(), "");
+    assert_eq!(
+        probe(&sandbox.driver, "settings").await.unwrap(),
+        "answer=42"
+    );
+}
+
+#[tokio::test]
+async fn a_looping_plugin_is_stopped_at_its_time_limit() {
+    let sandbox = sandbox();
+    let looped = probe(&sandbox.driver, "loop").await;
+    assert!(
+        matches!(looped, Err(PluginError::TimedOut { .. })),
+        "{looped:?}"
+    );
+    // The next call works.
+    assert_eq!(
+        probe(&sandbox.driver, "settings").await.unwrap(),
+        "answer=42"
+    );
+}
+
+#[tokio::test]
+async fn an_over_allocating_plugin_is_stopped_at_its_memory_limit() {
+    let sandbox = sandbox();
+    let hoarded = probe(&sandbox.driver, "alloc").await;
+    assert!(
+        matches!(
+            hoarded,
+            Err(PluginError::MemoryExceeded { limit_mib: 32, .. })
+        ),
+        "{hoarded:?}"
+    );
+    assert_eq!(
+        probe(&sandbox.driver, "settings").await.unwrap(),
+        "answer=42"
+    );
+}
+
+#[tokio::test]
+async fn a_crashing_plugin_fails_its_call_only() {
+    let sandbox = sandbox();
+    let crashed = probe(&sandbox.driver, "trap").await;
+    match crashed {
+        Err(PluginError::Trapped { message, .. }) => assert!(
+            message.contains("trapping on purpose") || message.contains("unreachable"),
+            "{message}"
+        ),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_eq!(
+        probe(&sandbox.driver, "settings").await.unwrap(),
+        "answer=42"
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_of_the_wrong_kind_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.plugins.proxy.path = plugin("mock_vm");
+    let runtime = PluginRuntime::new(shared_cache_dir()).unwrap();
+    let error = ProxyDriver::load(&runtime, &config)
+        .err()
+        .expect("a VM plugin is not a proxy");
+    assert!(error.to_string().contains("proxy-plugin world"), "{error}");
+
+    config.plugins.vm.path = dir.path().join("missing.wasm");
+    let error = VmDriver::load(&runtime, &config)
+        .err()
+        .expect("missing file");
+    assert!(error.to_string().contains("build-plugins"), "{error}");
+}
+
+#[tokio::test]
+async fn the_host_keeps_answering_while_a_plugin_loops() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = hostile_config(dir.path());
+    config.plugins.vm.call_timeout = Duration::from_secs(3);
+    let host = TestHost::start(config).await;
+    // An active session whose VM id makes the hostile plugin's inspect loop:
+    // the liveness check of a start then spins until its limit.
+    let store = host.manager.store().clone();
+    let mut record =
+        vessel_tests::store_suite::record("loop", vessel::store::SessionStatus::Active, "", 1);
+    record.vm_id = "loop".into();
+    store.insert_new(&record).await.unwrap();
+    let project = vessel_tests::project_dir(dir.path(), "p");
+    let api = host.api();
+    let start = tokio::spawn({
+        let api = api.clone();
+        async move { api.start("loop", &project).await }
+    });
+    // While the plugin spins, the host answers other requests.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!start.is_finished(), "the looping call should still run");
+    let health = api.get("/healthz").await;
+    assert_eq!(health.status, 200);
+    assert!(
+        !start.is_finished(),
+        "healthz was answered while the plugin looped"
+    );
+    // The looping liveness check is cut off; the session is kept.
+    let answer = start.await.unwrap();
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["reused"], true);
+    host.shutdown().await;
+}

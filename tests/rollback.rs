@@ -1,0 +1,162 @@
+//! A failed step of a start undoes the steps before it: no leaked VM, no
+//! dangling route, no half record. A failed stop is retried by the Reaper.
+//! Failures are injected into the mock plugins at each step.
+
+use std::time::Duration;
+
+use vessel_tests::{TestHost, eventually, project_dir, test_config};
+
+/// Injects `fault` into `op` (on the mock VM or proxy), starts a session,
+/// and checks the error code and that nothing is left behind; then clears
+/// the fault and checks that the user's next start works.
+async fn start_fails_cleanly(op: &str, on_proxy: bool, fault: &str, code: &str, status: u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.session.start_timeout = Duration::from_secs(2);
+    config.reaper.transient_timeout = Duration::from_secs(3);
+    let host = TestHost::start(config).await;
+    let api = host.api();
+    let project = project_dir(dir.path(), "p");
+    let mock = if on_proxy { host.routes() } else { host.vms() };
+    mock.inject(op, fault);
+
+    let failed = api.start("erin", &project).await;
+    assert_eq!(failed.status, status, "{op}: {:?}", failed.body);
+    assert_eq!(failed.error_code(), code, "{op}: {:?}", failed.body);
+    assert!(host.vms().items().is_empty(), "{op}: leaked VM");
+    assert!(host.routes().items().is_empty(), "{op}: dangling route");
+    assert_eq!(
+        api.status("erin").await.body["status"],
+        "none",
+        "{op}: half record"
+    );
+
+    mock.clear(op);
+    let retried = api.start("erin", &project).await;
+    assert_eq!(retried.status, 200, "{op}: {:?}", retried.body);
+    assert_eq!(host.vms().items().len(), 1);
+    assert_eq!(host.routes().items().len(), 1);
+    assert!(api.answers().await);
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_create_leaves_nothing() {
+    start_fails_cleanly(
+        "create",
+        false,
+        "unavailable: no capacity",
+        "driver_error",
+        502,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_copy_removes_the_vm() {
+    start_fails_cleanly("copy-to", false, "failed: disk full", "driver_error", 502).await;
+}
+
+#[tokio::test]
+async fn a_failed_route_removes_the_vm() {
+    start_fails_cleanly(
+        "add-route",
+        true,
+        "failed: proxy refused",
+        "driver_error",
+        502,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_crashing_driver_is_rolled_back_and_the_host_goes_on() {
+    start_fails_cleanly("copy-to", false, "trap", "driver_error", 502).await;
+}
+
+#[tokio::test]
+async fn a_start_past_its_deadline_is_rolled_back_with_504() {
+    start_fails_cleanly("add-route", true, "hang", "timeout", 504).await;
+}
+
+#[tokio::test]
+async fn the_driver_error_reaches_the_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = TestHost::start(test_config(&dir.path().join("data"), None)).await;
+    host.vms()
+        .inject("create", "unavailable: no capacity left on node 7");
+    let failed = host.api().start("fay", &project_dir(dir.path(), "p")).await;
+    assert_eq!(failed.status, 502);
+    let message = failed.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("no capacity left on node 7"), "{message}");
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_stop_is_retried_by_the_reaper_until_it_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.session.start_timeout = Duration::from_millis(500);
+    config.reaper.transient_timeout = Duration::from_millis(600);
+    let host = TestHost::start(config).await;
+    let api = host.api();
+    assert_eq!(
+        api.start("gus", &project_dir(dir.path(), "p")).await.status,
+        200
+    );
+
+    host.vms().inject("remove", "unavailable: hypervisor busy");
+    let failed = api.stop("gus").await;
+    assert_eq!(failed.status, 502, "{:?}", failed.body);
+    // The session is held as stopping, not lost: the VM still exists.
+    assert_eq!(api.status("gus").await.body["status"], "stopping");
+    assert_eq!(host.vms().items().len(), 1);
+
+    // The Reaper keeps retrying while the driver fails...
+    eventually(Duration::from_secs(10), "a retried remove", || async {
+        (host.vms().count("remove") >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(api.status("gus").await.body["status"], "stopping");
+
+    // ...and finishes the stop once it works.
+    host.vms().clear("remove");
+    eventually(Duration::from_secs(10), "the stop to complete", || async {
+        (api.status("gus").await.body["status"] == "none").then_some(())
+    })
+    .await;
+    assert!(host.vms().items().is_empty());
+    assert!(host.routes().items().is_empty());
+    host.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failed_rollback_is_finished_by_the_reaper() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.session.start_timeout = Duration::from_millis(500);
+    config.reaper.transient_timeout = Duration::from_millis(600);
+    let host = TestHost::start(config).await;
+    let api = host.api();
+    host.routes().inject("add-route", "failed: proxy refused");
+    host.vms().inject("remove", "unavailable: hypervisor busy");
+
+    let failed = api.start("hal", &project_dir(dir.path(), "p")).await;
+    assert_eq!(failed.status, 502);
+    // The VM could not be removed: the record keeps it tracked as stopping.
+    assert_eq!(host.vms().items().len(), 1);
+    assert_eq!(api.status("hal").await.body["status"], "stopping");
+
+    host.vms().clear("remove");
+    host.routes().clear("add-route");
+    eventually(
+        Duration::from_secs(10),
+        "the reaper to finish the rollback",
+        || async {
+            (host.vms().items().is_empty() && api.status("hal").await.body["status"] == "none")
+                .then_some(())
+        },
+    )
+    .await;
+    host.shutdown().await;
+}
