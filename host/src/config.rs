@@ -322,8 +322,11 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Programs the plugin may run through `process.exec`.
     pub exec: Vec<ExecGrant>,
-    /// TCP addresses (`ip:port`) the plugin may connect to.
+    /// TCP addresses (`ip:port`) the plugin may connect to directly.
     pub network: Vec<SocketAddr>,
+    /// HTTP origins (`http://host:port`) the plugin may send requests to
+    /// through the `http` interface.
+    pub http: Vec<String>,
 }
 
 /// A host directory made visible to a plugin.
@@ -471,6 +474,11 @@ impl Config {
                             grant.command
                         ));
                     }
+                }
+            }
+            for origin in &plugin.grants.http {
+                if let Err(reason) = crate::plugins::http::Origin::parse(origin) {
+                    return invalid(format!("plugins.{role}.grants.http: {reason}"));
                 }
             }
             for dir in &plugin.grants.dirs {
@@ -628,6 +636,22 @@ mod tests {
         );
         assert_eq!(config.reaper.interval, Duration::from_millis(250));
         assert_eq!(config.listen.port(), 0);
+    }
+
+    #[test]
+    fn the_example_configs_in_the_repository_load() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        for name in ["ignite-nginx.toml", "ignite-caddy.toml"] {
+            let config = Config::load(Some(&examples.join(name)), no_env)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(
+                config.plugins.vm.path,
+                PathBuf::from("ignite_vm.wasm"),
+                "{name}"
+            );
+            assert_eq!(config.plugins.vm.grants.exec[0].command[0], "/usr/bin/sudo");
+            assert!(config.store.redis_url.is_some());
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ use tempfile::TempDir;
 use vessel::app::App;
 use vessel::config::Config;
 
+pub mod ignite;
+pub mod proxies;
 pub mod store_suite;
 
 /// The workspace root.
@@ -583,4 +585,20 @@ pub fn project_dir(parent: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("project dir");
     std::fs::write(dir.join("README.md"), format!("project {name}\n")).expect("project file");
     dir
+}
+
+/// Loads the proxy driver configured in `config.plugins.proxy`.
+pub fn proxy_driver(config: &Config) -> vessel::plugins::ProxyDriver {
+    let runtime = vessel::plugins::PluginRuntime::new(shared_cache_dir()).expect("runtime");
+    vessel::plugins::ProxyDriver::load(&runtime, config).expect("load the proxy driver")
+}
+
+/// A route for `user` to `ip:port`, named as Vessel names it.
+pub fn route_spec(user: &str, ip: &str, port: u16) -> vessel::plugins::RouteSpec {
+    vessel::plugins::RouteSpec {
+        route_id: format!("user-{user}-session"),
+        user_id: user.to_string(),
+        target_ip: ip.to_string(),
+        target_port: port,
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! The two worlds share their imported interfaces: the proxy world's
 //! bindings reuse the VM world's, so the host implements `process`,
-//! `config` and `log` once.
+//! `http`, `config` and `log` once.
 
 /// Bindings for the `vm-plugin` world.
 pub mod vm {
@@ -11,6 +11,7 @@ pub mod vm {
         world: "vm-plugin",
         imports: { default: async },
         exports: { default: async },
+        additional_derives: [PartialEq],
     });
 }
 
@@ -24,10 +25,11 @@ pub mod proxy {
         with: {
             "vessel:infra/types": super::vm::vessel::infra::types,
             "vessel:infra/process": super::vm::vessel::infra::process,
+            "vessel:infra/http": super::vm::vessel::infra::http,
             "vessel:infra/config": super::vm::vessel::infra::config,
             "vessel:infra/log": super::vm::vessel::infra::log,
         },
     });
 }
 
-pub use vm::vessel::infra::{config, log, process, types};
+pub use vm::vessel::infra::{config, http, log, process, types};

@@ -8,8 +8,9 @@ use std::time::Duration;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{config, log, process, types};
+use super::bindings::{config, http, log, process, types};
 use super::exec::{ExecAllowlist, ExecError, ExecRequest};
+use super::http::{HttpAllowlist, HttpError, HttpRequest};
 use super::limits::MemoryLimiter;
 
 /// The longest log message a plugin may write; longer ones are cut.
@@ -24,6 +25,8 @@ pub struct PluginIdentity {
     pub settings: BTreeMap<String, String>,
     /// The programs it may run.
     pub exec: ExecAllowlist,
+    /// The origins it may send HTTP requests to.
+    pub http: HttpAllowlist,
 }
 
 /// The store data of one call.
@@ -91,6 +94,46 @@ impl process::Host for CallState {
                     ExecError::Denied(_) => types::DriverError::Denied(error.to_string()),
                     ExecError::TimedOut { .. } => types::DriverError::TimedOut(error.to_string()),
                     ExecError::Failed { .. } => types::DriverError::Failed(error.to_string()),
+                })
+            }
+        }
+    }
+}
+
+impl http::Host for CallState {
+    async fn send(&mut self, request: http::Request) -> Result<http::Response, types::DriverError> {
+        let target = format!("{} {}", request.method, request.url);
+        let result = self
+            .plugin
+            .http
+            .send(HttpRequest {
+                method: request.method,
+                url: request.url,
+                headers: request.headers,
+                body: request.body,
+                timeout: (request.timeout_ms > 0)
+                    .then(|| Duration::from_millis(u64::from(request.timeout_ms))),
+            })
+            .await;
+        match result {
+            Ok(response) => {
+                tracing::debug!(plugin = %self.plugin.name, %target, status = response.status, "http");
+                Ok(http::Response {
+                    status: response.status,
+                    headers: response.headers,
+                    body: response.body,
+                })
+            }
+            Err(error) => {
+                tracing::warn!(plugin = %self.plugin.name, %target, %error, "http refused or failed");
+                Err(match error {
+                    HttpError::Denied(_) => types::DriverError::Denied(error.to_string()),
+                    HttpError::Invalid(_) => types::DriverError::InvalidInput(error.to_string()),
+                    HttpError::Unavailable { .. } => {
+                        types::DriverError::Unavailable(error.to_string())
+                    }
+                    HttpError::TimedOut { .. } => types::DriverError::TimedOut(error.to_string()),
+                    HttpError::Failed { .. } => types::DriverError::Failed(error.to_string()),
                 })
             }
         }

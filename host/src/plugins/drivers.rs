@@ -104,7 +104,7 @@ impl VmDriver {
     }
 
     /// Lists the VMs the driver manages.
-    pub async fn list(&self) -> Result<Vec<VmInfo>, PluginError> {
+    pub async fn list_vms(&self) -> Result<Vec<VmInfo>, PluginError> {
         driver_call!(self, "list-vms", |instance, store| instance
             .vessel_infra_vm_driver()
             .call_list_vms(&mut store))

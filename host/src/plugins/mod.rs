@@ -5,6 +5,7 @@
 //! - [`drivers`] — the [`VmDriver`] and [`ProxyDriver`] handles.
 //! - [`call_state`] — what a call's store holds, and the host imports.
 //! - [`exec`] — the `process` capability and its allowlist.
+//! - [`http`] — the `http` capability and its origin grants.
 //! - [`limits`] — the memory limit.
 //! - [`error`] — [`PluginError`] and the mapping of the WIT error variant.
 
@@ -13,6 +14,7 @@ pub mod call_state;
 pub mod drivers;
 pub mod error;
 pub mod exec;
+pub mod http;
 pub mod limits;
 pub mod runtime;
 

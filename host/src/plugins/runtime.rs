@@ -20,6 +20,7 @@ use super::bindings;
 use super::call_state::{CallState, PluginIdentity};
 use super::error::PluginError;
 use super::exec::ExecAllowlist;
+use super::http::HttpAllowlist;
 use super::limits::MemoryLimiter;
 use crate::config::{Config, PluginConfig};
 
@@ -123,6 +124,7 @@ impl PluginRuntime {
                 name,
                 settings,
                 exec: ExecAllowlist::new(&plugin.grants.exec),
+                http: HttpAllowlist::new(&plugin.grants.http).map_err(load_error)?,
             }),
             engine: self.engine.clone(),
             dirs,

@@ -1,0 +1,146 @@
+//! Rendering and parsing of route files: the nginx config for one route,
+//! with its metadata in a first comment line so `list-routes` can read it
+//! back.
+
+use proxy_route::Route;
+
+/// How routes are published: a location per user, or a server per user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `location <prefix> { ... }`, included inside a `server {}`.
+    Path { location: String },
+    /// `server { listen ...; server_name ...; ... }`, included in `http {}`.
+    Host { server_name: String, listen: String },
+}
+
+/// The settings that shape every route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// The mode and its template.
+    pub mode: Mode,
+    /// The public URL template.
+    pub url: String,
+}
+
+impl Template {
+    /// Reads the template from the plugin settings (see the crate docs).
+    pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Template, String> {
+        let mode = match get("mode").as_deref().unwrap_or("path") {
+            "path" => Mode::Path {
+                location: get("location_template").unwrap_or_else(|| "/{user}/".into()),
+            },
+            "host" => Mode::Host {
+                server_name: get("server_name_template")
+                    .ok_or("host mode needs the server_name_template setting")?,
+                listen: get("listen").unwrap_or_else(|| "80".into()),
+            },
+            other => return Err(format!("mode must be path or host, not {other:?}")),
+        };
+        Ok(Template {
+            mode,
+            url: get("url_template").unwrap_or_else(|| "http://127.0.0.1/{user}/".into()),
+        })
+    }
+}
+
+/// The marker of the metadata line.
+const HEADER: &str = "# vessel-route ";
+
+/// A route's file: rendering and reading back.
+pub struct RouteFile;
+
+impl RouteFile {
+    /// The file name of route `route_id`.
+    pub fn file_name(route_id: &str) -> String {
+        format!("vessel-{route_id}.conf")
+    }
+
+    /// The file's text for `route`.
+    pub fn render(route: &Route, template: &Template) -> String {
+        let header = serde_json::to_string(route).unwrap_or_default();
+        let proxy = |indent: &str, pass: &str| {
+            [
+                format!("proxy_pass {pass};"),
+                "proxy_http_version 1.1;".into(),
+                "proxy_set_header Host $host;".into(),
+                "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;".into(),
+                "proxy_set_header X-Forwarded-Proto $scheme;".into(),
+                "proxy_set_header Upgrade $http_upgrade;".into(),
+                "proxy_set_header Connection $http_connection;".into(),
+                "proxy_read_timeout 1h;".into(),
+            ]
+            .iter()
+            .map(|line| format!("{indent}{line}\n"))
+            .collect::<String>()
+        };
+        match &template.mode {
+            Mode::Path { location } => {
+                let prefix = route.fill(location);
+                format!(
+                    "{HEADER}{header}\nlocation ^~ {prefix} {{\n{}}}\n",
+                    proxy("    ", &format!("http://{}/", route.authority()))
+                )
+            }
+            Mode::Host {
+                server_name,
+                listen,
+            } => {
+                let name = route.fill(server_name);
+                format!(
+                    "{HEADER}{header}\nserver {{\n    listen {listen};\n    server_name {name};\n    location / {{\n{}    }}\n}}\n",
+                    proxy("        ", &format!("http://{}", route.authority()))
+                )
+            }
+        }
+    }
+
+    /// Reads a route file's metadata back.
+    pub fn parse(text: &str) -> Option<Route> {
+        let first = text.lines().next()?;
+        serde_json::from_str(first.strip_prefix(HEADER)?).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(mode: &str) -> Template {
+        Template::from_settings(|key| match (mode, key) {
+            (_, "mode") => Some(mode.to_string()),
+            (_, "url_template") => Some("https://dev.example.com/{user}/".into()),
+            ("host", "server_name_template") => Some("{user}.dev.example.com".into()),
+            _ => None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_path_route_is_a_location_that_strips_the_prefix() {
+        let t = template("path");
+        let file = Route::new("user-a-session", "a", "127.61.0.2", 8080, &t.url).unwrap();
+        let text = RouteFile::render(&file, &t);
+        assert!(text.contains("location ^~ /a/ {"), "{text}");
+        assert!(
+            text.contains("proxy_pass http://127.61.0.2:8080/;"),
+            "{text}"
+        );
+        assert_eq!(file.url, "https://dev.example.com/a/");
+        assert_eq!(RouteFile::parse(&text), Some(file));
+    }
+
+    #[test]
+    fn a_host_route_is_a_server_block() {
+        let t = template("host");
+        let file = Route::new("user-a-session", "a", "::1", 8080, &t.url).unwrap();
+        let text = RouteFile::render(&file, &t);
+        assert!(text.contains("server_name a.dev.example.com;"), "{text}");
+        assert!(text.contains("listen 80;"), "{text}");
+        assert!(text.contains("proxy_pass http://[::1]:8080;"), "{text}");
+    }
+
+    #[test]
+    fn host_mode_needs_a_server_name() {
+        assert!(Template::from_settings(|k| (k == "mode").then(|| "host".into())).is_err());
+    }
+}

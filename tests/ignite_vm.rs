@@ -1,0 +1,204 @@
+//! The ignite driver against the ignite stand-in: VMs are created, filled,
+//! inspected, listed and removed through the ignite command line, with
+//! ignite's real output formats and errors.
+
+use std::time::Duration;
+
+use vessel::config::Config;
+use vessel::plugins::{DriverError, PluginError, PluginRuntime, VmDriver, VmSpec, VmState};
+use vessel_tests::ignite::{FakeIgnite, listening};
+use vessel_tests::proxies::fetch;
+use vessel_tests::{plugin, project_dir, shared_cache_dir, test_config};
+
+fn ignite_config(dir: &std::path::Path, ignite: &FakeIgnite) -> Config {
+    let mut config = test_config(&dir.join("data"), None);
+    let vm = &mut config.plugins.vm;
+    vm.path = plugin("ignite_vm");
+    vm.grants.dirs.clear();
+    vm.grants.exec = vec![ignite.grant()];
+    config
+}
+
+fn driver(config: &Config) -> VmDriver {
+    let runtime = PluginRuntime::new(shared_cache_dir()).unwrap();
+    VmDriver::load(&runtime, config).unwrap()
+}
+
+fn spec(vm_id: &str, port: u16) -> VmSpec {
+    VmSpec {
+        vm_id: vm_id.to_string(),
+        image: "weaveworks/ignite-ubuntu:latest".to_string(),
+        cpus: 2,
+        memory_mib: 1024,
+        disk_mib: 4096,
+        ports: vec![port],
+        labels: vec![("vessel.user".to_string(), "User-A".to_string())],
+    }
+}
+
+fn driver_error<T: std::fmt::Debug>(result: Result<T, PluginError>) -> DriverError {
+    match result {
+        Err(PluginError::Driver { error, .. }) => error,
+        other => panic!("expected a driver error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_vm_lives_through_run_cp_inspect_ps_and_rm() {
+    let dir = tempfile::tempdir().unwrap();
+    let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
+    let driver = driver(&ignite_config(dir.path(), &ignite));
+    let vm_id = "user-User-A-session";
+
+    let created = driver.create(&spec(vm_id, ignite.http_port)).await.unwrap();
+    assert_eq!(created.vm_id, vm_id);
+    assert_eq!(created.state, VmState::Running);
+    let ip = created.ip.clone().unwrap();
+    assert!(ip.starts_with("127.61.0."), "{ip}");
+    assert_eq!(created.ports, vec![ignite.http_port]);
+    // Ignite's own view: upper case is encoded, since ignite refuses it.
+    assert_eq!(ignite.ps_names(), vec!["user-.user-.a-session".to_string()]);
+    let run = &ignite.calls()[0];
+    for expected in [
+        "--cpus", "2", "--memory", "1024MB", "--size", "4096MB", "--ssh",
+    ] {
+        assert!(run.contains(&expected.to_string()), "{run:?}");
+    }
+
+    // The project copied in is served by the VM.
+    let project = project_dir(dir.path(), "project");
+    driver
+        .copy_to(vm_id, project.to_str().unwrap(), "/workspace")
+        .await
+        .unwrap();
+    let served = fetch(&format!("http://{ip}:{}/README.md", ignite.http_port), None).await;
+    assert_eq!(served, Some((200, "project project\n".to_string())));
+
+    let inspected = driver.inspect(vm_id).await.unwrap().unwrap();
+    assert_eq!(inspected.ip.as_deref(), Some(ip.as_str()));
+    assert_eq!(inspected.state, VmState::Running);
+    let listed = driver.list_vms().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].vm_id, vm_id);
+    assert_eq!(listed[0].ip.as_deref(), Some(ip.as_str()));
+
+    driver.remove(vm_id).await.unwrap();
+    assert!(ignite.ps_names().is_empty());
+    assert!(
+        !listening(&ip, ignite.http_port),
+        "the VM's server survived rm"
+    );
+    assert_eq!(driver.inspect(vm_id).await.unwrap(), None);
+    // Removing an absent VM is a success.
+    driver.remove(vm_id).await.unwrap();
+}
+
+#[tokio::test]
+async fn creating_an_existing_vm_is_reported_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
+    let driver = driver(&ignite_config(dir.path(), &ignite));
+    driver
+        .create(&spec("user-b-session", ignite.http_port))
+        .await
+        .unwrap();
+    let again = driver_error(
+        driver
+            .create(&spec("user-b-session", ignite.http_port))
+            .await,
+    );
+    assert!(matches!(again, DriverError::AlreadyExists(_)), "{again:?}");
+    assert_eq!(ignite.ps_names().len(), 1);
+}
+
+#[tokio::test]
+async fn only_the_named_vm_is_touched_never_a_prefix_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
+    let driver = driver(&ignite_config(dir.path(), &ignite));
+    // User "a-session2" has a VM whose name starts with user "a"'s.
+    driver
+        .create(&spec("user-a-session2-session", ignite.http_port))
+        .await
+        .unwrap();
+    // A VM that is not Vessel's lives on the same ignite.
+    let (code, out, err) = ignite.run(&[
+        "run",
+        "weaveworks/ignite-ubuntu",
+        "--name",
+        "other-team-vm",
+        "--ssh",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+
+    assert_eq!(driver.inspect("user-a-session").await.unwrap(), None);
+    driver.remove("user-a-session").await.unwrap();
+    let copy = driver_error(driver.copy_to("user-a-session", "/tmp", "/workspace").await);
+    assert!(matches!(copy, DriverError::NotFound(_)), "{copy:?}");
+    let mut names = ignite.ps_names();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "other-team-vm".to_string(),
+            "user-a-session2-session".to_string()
+        ]
+    );
+    // list-vms shows only Vessel's VMs.
+    let listed = driver.list_vms().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].vm_id, "user-a-session2-session");
+}
+
+#[tokio::test]
+async fn ignite_failures_map_to_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
+    let driver = driver(&ignite_config(dir.path(), &ignite));
+    std::fs::write(
+        ignite.state.join("fail-run"),
+        "failed to start container: no space left on device",
+    )
+    .unwrap();
+    let failed = driver_error(
+        driver
+            .create(&spec("user-c-session", ignite.http_port))
+            .await,
+    );
+    match failed {
+        DriverError::Failed(message) => {
+            assert!(message.contains("no space left on device"), "{message}")
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    std::fs::remove_file(ignite.state.join("fail-run")).unwrap();
+
+    let bad_image = driver_error(
+        driver
+            .create(&VmSpec {
+                image: "--privileged".into(),
+                ..spec("user-c-session", ignite.http_port)
+            })
+            .await,
+    );
+    assert!(
+        matches!(bad_image, DriverError::InvalidInput(_)),
+        "{bad_image:?}"
+    );
+    assert!(ignite.ps_names().is_empty());
+}
+
+#[tokio::test]
+async fn without_the_exec_grant_ignite_cannot_be_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
+    let mut config = ignite_config(dir.path(), &ignite);
+    config.plugins.vm.grants.exec.clear();
+    let denied = driver_error(
+        driver(&config)
+            .create(&spec("user-d-session", ignite.http_port))
+            .await,
+    );
+    assert!(matches!(denied, DriverError::Denied(_)), "{denied:?}");
+    assert!(ignite.calls().is_empty());
+}

@@ -1,0 +1,149 @@
+//! The seed's validation test, end to end: the real `vessel` binary with a
+//! real Redis, the ignite driver on the ignite stand-in (VMs that take two
+//! seconds to boot and serve HTTP on their 127.61.0.x address), and the
+//! nginx driver in front of a real nginx.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vessel_tests::ignite::{FakeIgnite, listening};
+use vessel_tests::proxies::{NginxLayout, NginxServer, fetch};
+use vessel_tests::{HostProcess, RedisServer, eventually, free_port, project_dir};
+
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn toml_table(entries: &std::collections::BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("{k} = {v:?}"))
+        .collect();
+    format!("{{ {} }}", pairs.join(", "))
+}
+
+#[tokio::test]
+async fn the_seed_validation_test_on_ignite_and_nginx() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let ignite = FakeIgnite::new(dir.path(), Duration::from_secs(2));
+    let nginx = NginxServer::start(&dir.path().join("nginx"), NginxLayout::Path);
+    let project = project_dir(dir.path(), "user-a-project");
+    let port = free_port();
+    let config = format!(
+        r#"
+listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+
+[store]
+redis_url = "{redis}"
+
+[session]
+ports = [{http_port}]
+
+[reaper]
+interval = "200ms"
+
+[plugins]
+dir = "{plugins}"
+cache_dir = "{cache}"
+
+[plugins.vm]
+path = "ignite_vm.wasm"
+liveness = "tcp"
+
+[[plugins.vm.grants.exec]]
+name = "ignite"
+command = {ignite_command}
+env = {ignite_env}
+
+[plugins.proxy]
+path = "nginx_proxy.wasm"
+settings = {{ url_template = "http://127.0.0.1:{nginx_port}/{{user}}/" }}
+
+[[plugins.proxy.grants.dirs]]
+host = "{routes}"
+guest = "/routes"
+
+[[plugins.proxy.grants.exec]]
+name = "nginx"
+command = {nginx_command}
+"#,
+        data = dir.path().join("data").display(),
+        redis = redis.url(),
+        http_port = ignite.http_port,
+        plugins = vessel_tests::plugin_dir().display(),
+        cache = vessel_tests::shared_cache_dir().display(),
+        ignite_command = toml_list(&ignite.grant().command),
+        ignite_env = toml_table(&ignite.env()),
+        nginx_port = nginx.port,
+        routes = nginx.routes.display(),
+        nginx_command = toml_list(&nginx.command()),
+    );
+    let host = HostProcess::start(dir.path(), &config, port, "vessel.log").await;
+    let api = host.api();
+
+    // 1. Start User A: the VM boots; the URL answers through nginx.
+    let cold = api.start("User-A", &project).await;
+    assert_eq!(cold.status, 200, "{:?}\n{}", cold.body, host.log_text());
+    assert_eq!(cold.body["reused"], false);
+    let url = cold.body["url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("http://127.0.0.1:{}/User-A/", nginx.port));
+    let ip = cold.body["ip"].as_str().unwrap().to_string();
+    eventually(
+        Duration::from_secs(10),
+        "the URL to answer through nginx",
+        || async {
+            match fetch(&format!("{url}README.md"), None).await {
+                Some((200, body)) if body == "project user-a-project\n" => Some(()),
+                _ => None,
+            }
+        },
+    )
+    .await;
+
+    // 2. Start again: the same URL, and no second `ignite run`.
+    let hit = api.start("User-A", &project).await;
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.body["reused"], true);
+    assert_eq!(hit.body["url"], url.as_str());
+    assert_eq!(ignite.count("run"), 1, "{:?}", ignite.calls());
+
+    // 3. Status is active, at the VM's loopback address.
+    let status = api.status("User-A").await;
+    assert_eq!(status.body["status"], "active");
+    assert!(ip.starts_with("127.61.0."), "{ip}");
+    assert_eq!(status.body["ip"], ip.as_str());
+
+    // 4. An hour without a heartbeat (set by hand): within the reaper
+    // interval the VM is gone from `ignite ps`, its server process is gone,
+    // and the route is gone from nginx.
+    let mut stored = redis.get_json("session:User-A").unwrap();
+    let an_hour_ago = stored["lastHeartbeat"].as_u64().unwrap() - 3_600_000;
+    stored["lastHeartbeat"] = Value::from(an_hour_ago);
+    redis.set_json("session:User-A", &stored);
+    eventually(
+        Duration::from_secs(30),
+        "the reaper to stop User-A",
+        || async { redis.get_json("session:User-A").is_none().then_some(()) },
+    )
+    .await;
+    assert!(ignite.ps_names().is_empty(), "{:?}", ignite.ps_names());
+    assert!(
+        !listening(&ip, ignite.http_port),
+        "the VM's server is still up"
+    );
+    assert_eq!(std::fs::read_dir(&nginx.routes).unwrap().count(), 0);
+    eventually(Duration::from_secs(10), "nginx to stop routing", || async {
+        match fetch(&format!("{url}README.md"), None).await {
+            Some((404, body)) if body.contains("no route") => Some(()),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(
+        host.log_text()
+            .contains("Reaper killed zombie session for User User-A")
+    );
+}
