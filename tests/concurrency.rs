@@ -57,3 +57,69 @@ async fn fifty_parallel_starts_on_two_hosts_sharing_redis_create_one_vm() {
     first.shutdown().await;
     second.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_reapers_stop_each_stale_session_exactly_once() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), Some(redis.url()));
+    // Start the sessions with the Reapers off, then age them by hand.
+    config.reaper.enabled = false;
+    let starter = TestHost::start(config.clone()).await;
+    let project = project_dir(dir.path(), "p");
+    let users: Vec<String> = (0..1000).map(|i| format!("u{i}")).collect();
+    for chunk in users.chunks(50) {
+        let starts = chunk.iter().map(|user| {
+            let api = starter.api();
+            let project = project.clone();
+            async move { api.start(user, &project).await }
+        });
+        for answer in futures::future::join_all(starts).await {
+            assert_eq!(answer.status, 200, "{:?}", answer.body);
+        }
+    }
+    starter.shutdown().await;
+    for user in &users {
+        let key = format!("session:{user}");
+        let mut record = redis.get_json(&key).unwrap();
+        record["lastHeartbeat"] = serde_json::Value::from(1_000u64);
+        redis.set_json(&key, &record);
+    }
+
+    config.reaper.enabled = true;
+    config.reaper.interval = std::time::Duration::from_millis(100);
+    config.reaper.batch_size = 30;
+    let first = TestHost::start(config.clone()).await;
+    let second = TestHost::start(config).await;
+    let vms = first.vms();
+    vessel_tests::eventually(
+        std::time::Duration::from_secs(60),
+        "both reapers to finish",
+        // A VM is gone before its remove call is recorded and before the
+        // record is deleted: wait for the records, the last step of a stop.
+        || async { (redis.session_keys().is_empty() && vms.items().is_empty()).then_some(()) },
+    )
+    .await;
+    let vm_removes = vms.ok_counts("remove");
+    let route_removes = first.routes().ok_counts("remove-route");
+    for user in &users {
+        let vm = format!("user-{user}-session");
+        assert_eq!(
+            vm_removes.get(&vm),
+            Some(&1),
+            "{vm} was not removed exactly once"
+        );
+        assert_eq!(
+            route_removes.get(&vm),
+            Some(&1),
+            "route {vm} not removed exactly once"
+        );
+    }
+    assert_eq!(
+        vm_removes.len(),
+        users.len(),
+        "a remove of a VM that was not a session"
+    );
+    first.shutdown().await;
+    second.shutdown().await;
+}

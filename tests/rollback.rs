@@ -160,3 +160,41 @@ async fn a_failed_rollback_is_finished_by_the_reaper() {
     .await;
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_start_abandoned_by_a_dead_host_is_cleaned_up_by_the_reaper() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.session.start_timeout = Duration::from_millis(500);
+    config.reaper.transient_timeout = Duration::from_millis(600);
+    let host = TestHost::start(config).await;
+    let api = host.api();
+    // A start got as far as a VM and a route, then its host died: the
+    // record says `starting`, held by an owner that will never come back.
+    assert_eq!(
+        api.start("ida", &project_dir(dir.path(), "p")).await.status,
+        200
+    );
+    let store = host.manager.store().clone();
+    let user = vessel::ids::UserId::parse("ida").unwrap();
+    let mut record = store.get(&user).await.unwrap().unwrap();
+    let owner = record.owner.clone();
+    record.status = vessel::store::SessionStatus::Starting;
+    record.owner = "dead-host/1".into();
+    assert!(store.replace_owned(&record, &owner).await.unwrap());
+
+    eventually(
+        Duration::from_secs(10),
+        "the reaper to clean the abandoned start",
+        || async { (api.status("ida").await.body["status"] == "none").then_some(()) },
+    )
+    .await;
+    assert!(host.vms().items().is_empty());
+    assert!(host.routes().items().is_empty());
+    // The user's next start works.
+    assert_eq!(
+        api.start("ida", &project_dir(dir.path(), "p")).await.status,
+        200
+    );
+    host.shutdown().await;
+}

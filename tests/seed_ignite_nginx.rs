@@ -103,12 +103,20 @@ command = {nginx_command}
     )
     .await;
 
-    // 2. Start again: the same URL, and no second `ignite run`.
+    // 2. Start again: the same URL, and no second `ignite run`. The hit
+    // runs no ignite command at all (liveness is a TCP connect).
+    let calls_before_hit = ignite.calls().len();
     let hit = api.start("User-A", &project).await;
     assert_eq!(hit.status, 200);
     assert_eq!(hit.body["reused"], true);
     assert_eq!(hit.body["url"], url.as_str());
     assert_eq!(ignite.count("run"), 1, "{:?}", ignite.calls());
+    assert_eq!(
+        ignite.calls().len(),
+        calls_before_hit,
+        "{:?}",
+        ignite.calls()
+    );
 
     // 3. Status is active, at the VM's loopback address.
     let status = api.status("User-A").await;

@@ -113,4 +113,11 @@ idle_timeout = "30m"
     })
     .await;
     assert_eq!(api.status("User-A").await.body["status"], "none");
+    // The plugins' own log lines reach the host's log, tagged with the plugin.
+    let log = host.log_text();
+    assert!(
+        log.contains("created user-User-A-session at 127.61."),
+        "{log}"
+    );
+    assert!(log.contains("mock_vm.wasm"), "{log}");
 }

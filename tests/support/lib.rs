@@ -202,6 +202,21 @@ impl RedisServer {
             .query(&mut self.connection())
             .expect("SET");
     }
+
+    /// Every `session:*` key, found with `SCAN` as an operator would.
+    pub fn session_keys(&self) -> Vec<String> {
+        let mut connection = self.connection();
+        let keys: redis::Iter<String> = redis::cmd("SCAN")
+            .cursor_arg(0)
+            .arg("MATCH")
+            .arg("session:*")
+            .arg("COUNT")
+            .arg(500)
+            .clone()
+            .iter(&mut connection)
+            .expect("SCAN");
+        keys.collect::<Result<_, _>>().expect("SCAN")
+    }
 }
 
 impl Drop for RedisServer {
@@ -234,6 +249,18 @@ impl MockState {
             .iter()
             .filter(|call| call.op == op && call.target == target && call.outcome == "ok")
             .count()
+    }
+
+    /// How many times each target had a successful `op`, read in one pass
+    /// over the record (for tests with thousands of calls).
+    pub fn ok_counts(&self, op: &str) -> std::collections::HashMap<String, usize> {
+        let mut counts = std::collections::HashMap::new();
+        for call in self.calls() {
+            if call.op == op && call.outcome == "ok" {
+                *counts.entry(call.target).or_insert(0) += 1;
+            }
+        }
+        counts
     }
 
     /// The ids of the items (VMs or routes) the mock holds now.

@@ -8,7 +8,8 @@
 //! ```text
 //! <state>/items/<id>.json     one file per VM or route the mock manages
 //! <state>/slots/<n>           reservation of a numbered slot (e.g. an IP)
-//! <state>/calls/<seq>.json    the call record: one file per driver call
+//! <state>/slots/last          the last slot handed out (where the next search starts)
+//! <state>/calls/<ns>-<u>.json the call record: one file per driver call
 //! <state>/faults/<op>         an injected fault for operation <op>
 //! ```
 //!
@@ -150,14 +151,33 @@ impl StateDir {
         Ok(items)
     }
 
-    /// Reserves the lowest free slot number in `1..=max` for `owner`.
-    /// Returns `None` when every slot is taken.
+    /// Reserves a free slot number in `1..=max` for `owner`, handing them out
+    /// in turn as CNI's host-local IPAM does with addresses: from the one
+    /// after the last reserved, wrapping around. Returns `None` when every
+    /// slot is taken.
+    ///
+    /// The cursor (`slots/last`) is only a hint; the exclusive create of the
+    /// slot's file is what reserves it, so concurrent callers never share a
+    /// slot. Each reservation costs a few file operations however many slots
+    /// are taken (listing a large directory through WASI is slow).
     pub fn reserve_slot(&self, owner: &str, max: u32) -> io::Result<Option<u32>> {
-        for n in 1..=max {
-            let path = self.root.join("slots").join(n.to_string());
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
+        let slots = self.root.join("slots");
+        let cursor = slots.join("last");
+        let last = match fs::read_to_string(&cursor) {
+            Ok(text) => text.trim().parse::<u32>().unwrap_or(0),
+            Err(e) if e.kind() == ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        for step in 1..=max {
+            let n = (last.min(max) + step - 1) % max + 1;
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(slots.join(n.to_string()))
+            {
                 Ok(mut file) => {
                     file.write_all(owner.as_bytes())?;
+                    write_atomically(&cursor, n.to_string().as_bytes())?;
                     return Ok(Some(n));
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -190,15 +210,17 @@ impl StateDir {
             at_ms: now_ms(),
         };
         let bytes = to_json(&record)?;
-        let calls = self.root.join("calls");
-        // Start at the current count and claim the first free sequence number;
-        // a concurrent caller that wins a number pushes us to the next one.
-        let mut seq = fs::read_dir(&calls)?.count() as u64;
+        // Named by the time in nanoseconds, then a suffix unique to this
+        // writer: sorted names are call order, and no writer ever has to
+        // look at what the others wrote (O(1) however long the record is).
         loop {
-            let path = calls.join(format!("{seq:010}.json"));
+            let path = self
+                .root
+                .join("calls")
+                .join(format!("{}.json", unique_suffix()));
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(mut file) => return file.write_all(&bytes),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => seq += 1,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -254,15 +276,20 @@ fn remove_if_present(path: &Path) -> io::Result<bool> {
     }
 }
 
-/// A suffix that two concurrent writers will not both pick: the time in
-/// nanoseconds plus the address of a stack value (distinct per instance).
+/// A name that sorts by time and that two concurrent writers will not both
+/// pick: the time in nanoseconds, then 64 random bits (from the random keys
+/// std seeds every `RandomState` with; plugin instances share no memory, so
+/// a stack address or a counter would not be unique across them).
 fn unique_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let marker = 0u8;
-    format!("{nanos}-{:p}", &marker)
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    format!("{nanos:020}-{random:016x}")
 }
 
 /// Defines the plumbing every mock driver shares, in the calling crate where
@@ -369,14 +396,37 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_handed_out_lowest_first_and_reused_after_release() {
+    fn slots_are_handed_out_in_turn_and_reused_after_wrapping() {
         let state = temp_state("slots");
         assert_eq!(state.reserve_slot("x", 3).unwrap(), Some(1));
         assert_eq!(state.reserve_slot("y", 3).unwrap(), Some(2));
         state.release_slot(1).unwrap();
-        assert_eq!(state.reserve_slot("z", 3).unwrap(), Some(1));
-        assert_eq!(state.reserve_slot("w", 3).unwrap(), Some(3));
+        assert_eq!(state.reserve_slot("z", 3).unwrap(), Some(3));
+        assert_eq!(state.reserve_slot("w", 3).unwrap(), Some(1));
         assert_eq!(state.reserve_slot("v", 3).unwrap(), None);
+    }
+
+    #[test]
+    fn concurrent_reservations_never_share_a_slot() {
+        let state = temp_state("slots-concurrent");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    (0..20)
+                        .map(|j| state.reserve_slot(&format!("{i}-{j}"), 1000).unwrap())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u32> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .map(|slot| slot.expect("a free slot"))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 160);
     }
 
     #[test]
