@@ -13,7 +13,7 @@ async fn start_fails_cleanly(op: &str, on_proxy: bool, fault: &str, code: &str, 
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), None);
     config.session.start_timeout = Duration::from_secs(2);
-    config.reaper.transient_timeout = Duration::from_secs(3);
+    config.session.lease = Duration::from_secs(3);
     let host = TestHost::start(config).await;
     let api = host.api();
     let project = project_dir(dir.path(), "p");
@@ -97,7 +97,7 @@ async fn a_failed_stop_is_retried_by_the_reaper_until_it_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), None);
     config.session.start_timeout = Duration::from_millis(500);
-    config.reaper.transient_timeout = Duration::from_millis(600);
+    config.session.lease = Duration::from_millis(600);
     let host = TestHost::start(config).await;
     let api = host.api();
     assert_eq!(
@@ -135,7 +135,7 @@ async fn a_failed_rollback_is_finished_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), None);
     config.session.start_timeout = Duration::from_millis(500);
-    config.reaper.transient_timeout = Duration::from_millis(600);
+    config.session.lease = Duration::from_millis(600);
     let host = TestHost::start(config).await;
     let api = host.api();
     host.routes().inject("add-route", "failed: proxy refused");
@@ -166,7 +166,7 @@ async fn a_start_abandoned_by_a_dead_host_is_cleaned_up_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), None);
     config.session.start_timeout = Duration::from_millis(500);
-    config.reaper.transient_timeout = Duration::from_millis(600);
+    config.session.lease = Duration::from_millis(600);
     let host = TestHost::start(config).await;
     let api = host.api();
     // A start got as far as a VM and a route, then its host died: the

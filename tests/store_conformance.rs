@@ -46,6 +46,8 @@ conformance!(
     claims_follow_their_conditions,
     claims_race_with_one_winner_and_heartbeats_win_first,
     scan_sees_every_session_once,
+    leases_are_renewed_by_their_holder_only,
+    locks_have_one_holder_until_they_expire,
 );
 
 /// Records an operator wrote or edited by hand in Redis are read, and the

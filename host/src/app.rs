@@ -1,6 +1,6 @@
 //! Assembling a Vessel host from its configuration, and serving it.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +12,15 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::plugins::{PluginError, PluginRuntime, ProxyDriver, VmDriver};
 use crate::reaper::Reaper;
+use crate::reconcile::Reconciler;
 use crate::session::{SessionManager, SessionSettings, default_host_id};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{SessionStore, StoreError};
 
-/// How long a shutdown waits for the Reaper's current sweep.
-const REAPER_STOP_GRACE: Duration = Duration::from_secs(30);
+/// How long a shutdown waits for the Reaper's sweep or the reconciler's
+/// pass in progress.
+const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a host could not be assembled.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,7 @@ impl App {
             SessionSettings::from_config(&config),
             clock,
             host_id,
+            Arc::new(crate::metrics::Metrics::new()),
         );
         Ok(App {
             manager: Arc::new(manager),
@@ -79,34 +82,58 @@ impl App {
         &self.manager
     }
 
-    /// Serves the API on `listener` and runs the Reaper until `shutdown`
-    /// resolves; then stops accepting, lets requests in flight finish, and
-    /// stops the Reaper. Sessions are left running.
+    /// Serves the API on `listener` and runs the Reaper and the reconciler
+    /// until `shutdown` resolves; then stops accepting, lets requests in
+    /// flight (and their driver calls) finish for at most
+    /// `shutdown_grace`, and stops the background tasks. Sessions are left
+    /// running: a shutdown is not a stop.
     pub async fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let reaper = self.config.reaper.enabled.then(|| {
+        let mut background = Vec::new();
+        if self.config.reaper.enabled {
             let reaper = Reaper::new(self.manager.clone(), self.config.reaper.clone());
-            tokio::spawn(reaper.run(stop_rx))
-        });
+            background.push(("reaper", tokio::spawn(reaper.run(stop_rx.clone()))));
+        }
+        if self.config.reconcile.enabled {
+            let reconciler = Reconciler::new(self.manager.clone(), self.config.reconcile.clone());
+            background.push(("reconciler", tokio::spawn(reconciler.run(stop_rx.clone()))));
+        }
         let router = api::router(self.manager.clone());
         tracing::info!(listen = %listener.local_addr()?, store = self.manager.store().kind(), "vessel serving");
-        let served = axum::serve(listener, router)
+
+        let (signalled_tx, mut signalled) = watch::channel(false);
+        let server = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                tracing::info!("shutting down: finishing requests in flight");
+                tracing::info!("shutting down: no new connections; finishing requests in flight");
+                let _ = signalled_tx.send(true);
             })
-            .await;
+            .into_future();
+        let grace = self.config.shutdown_grace;
+        let grace_over = async move {
+            let _ = signalled.wait_for(|done| *done).await;
+            tokio::time::sleep(grace).await;
+        };
+        let served = tokio::select! {
+            served = server => served,
+            () = grace_over => {
+                tracing::warn!(?grace, "requests still in flight after the shutdown grace; exiting anyway \
+                    (their starts are taken over once their lease expires)");
+                Ok(())
+            }
+        };
         let _ = stop_tx.send(true);
-        if let Some(reaper) = reaper
-            && tokio::time::timeout(REAPER_STOP_GRACE, reaper)
+        for (name, task) in background {
+            if tokio::time::timeout(BACKGROUND_STOP_GRACE, task)
                 .await
                 .is_err()
-        {
-            tracing::warn!("the reaper did not stop in time");
+            {
+                tracing::warn!(task = name, "did not stop in time");
+            }
         }
         served
     }

@@ -63,6 +63,15 @@ pub struct Config {
     pub session: SessionConfig,
     /// The background task that stops abandoned sessions.
     pub reaper: ReaperConfig,
+    /// The background task that makes the drivers' VMs and routes agree
+    /// with the session records.
+    pub reconcile: ReconcileConfig,
+    /// How long a shutdown (SIGTERM or SIGINT) waits for requests and
+    /// driver calls in flight before the process exits anyway. Starts cut
+    /// off by it are finished or undone by another host (or this one, after
+    /// a restart) once their lease expires. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
     /// The VM and proxy drivers.
     pub plugins: PluginsConfig,
 }
@@ -75,6 +84,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             session: SessionConfig::default(),
             reaper: ReaperConfig::default(),
+            reconcile: ReconcileConfig::default(),
+            shutdown_grace: Duration::from_secs(30),
             plugins: PluginsConfig::default(),
         }
     }
@@ -138,6 +149,13 @@ pub struct SessionConfig {
     /// How long the TCP liveness check waits for a connection. Default `500ms`.
     #[serde(with = "humantime_serde")]
     pub liveness_timeout: Duration,
+    /// The lease of a start or stop in progress. The host doing it renews
+    /// it every third of this; when a host dies, its unfinished start or
+    /// stop is taken over (by the user's next start, the Reaper or the
+    /// reconciler) once this much time has passed without a renewal. All
+    /// hosts sharing a store must use the same value. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub lease: Duration,
 }
 
 impl Default for SessionConfig {
@@ -153,6 +171,7 @@ impl Default for SessionConfig {
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(60),
             liveness_timeout: Duration::from_millis(500),
+            lease: Duration::from_secs(30),
         }
     }
 }
@@ -170,11 +189,6 @@ pub struct ReaperConfig {
     /// Default `30m`; env `VESSEL_IDLE_TIMEOUT`.
     #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
-    /// A session stuck in `starting` or `stopping` for longer than this (its
-    /// host died, or its stop failed) is torn down again. Must exceed
-    /// `session.start_timeout`. Default `10m`.
-    #[serde(with = "humantime_serde")]
-    pub transient_timeout: Duration,
     /// Records read per store round trip while sweeping. Default `500`.
     pub batch_size: usize,
     /// Sessions stopped in parallel. Default `8`.
@@ -187,9 +201,32 @@ impl Default for ReaperConfig {
             enabled: true,
             interval: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(30 * 60),
-            transient_timeout: Duration::from_secs(10 * 60),
             batch_size: 500,
             concurrency: 8,
+        }
+    }
+}
+
+/// Reconciliation: compares the session records with the VMs the VM driver
+/// lists and the routes the proxy driver lists, and repairs what differs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReconcileConfig {
+    /// Whether this host reconciles (at start-up and then periodically).
+    /// Default `true`. Hosts sharing a Redis take turns through a lock, so
+    /// one pass runs at a time.
+    pub enabled: bool,
+    /// Time between passes after the one at start-up. Default `5m`; env
+    /// `VESSEL_RECONCILE_INTERVAL`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            enabled: true,
+            interval: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -426,6 +463,9 @@ impl Config {
         if let Some(value) = env("VESSEL_REAPER_INTERVAL") {
             self.reaper.interval = env_duration("VESSEL_REAPER_INTERVAL", &value)?;
         }
+        if let Some(value) = env("VESSEL_RECONCILE_INTERVAL") {
+            self.reconcile.interval = env_duration("VESSEL_RECONCILE_INTERVAL", &value)?;
+        }
         if let Some(value) = env("VESSEL_IDLE_TIMEOUT") {
             self.reaper.idle_timeout = env_duration("VESSEL_IDLE_TIMEOUT", &value)?;
         }
@@ -444,12 +484,14 @@ impl Config {
         if !self.session.project_dest.starts_with('/') {
             return invalid("session.project_dest must be an absolute path".into());
         }
-        if self.reaper.transient_timeout <= self.session.start_timeout {
+        if self.session.lease < Duration::from_millis(300) {
             return invalid(format!(
-                "reaper.transient_timeout ({:?}) must exceed session.start_timeout ({:?}), \
-                 or the Reaper would tear down starts still in progress",
-                self.reaper.transient_timeout, self.session.start_timeout
+                "session.lease ({:?}) must be at least 300ms: it is renewed every third of it",
+                self.session.lease
             ));
+        }
+        if self.reconcile.interval.is_zero() {
+            return invalid("reconcile.interval must be positive".into());
         }
         if self.reaper.interval.is_zero() || self.reaper.batch_size == 0 {
             return invalid("reaper.interval and reaper.batch_size must be positive".into());
@@ -663,13 +705,13 @@ mod tests {
         assert!(Config::from_toml("unknown_field = 1").is_err());
 
         let mut config = Config::default();
-        config.reaper.transient_timeout = config.session.start_timeout;
+        config.session.lease = Duration::from_millis(10);
         assert!(
             config
                 .validate()
                 .unwrap_err()
                 .to_string()
-                .contains("transient_timeout")
+                .contains("session.lease")
         );
 
         let mut config = Config::default();

@@ -65,6 +65,15 @@ impl UserId {
     pub fn vm_id(&self) -> String {
         format!("user-{}-session", self.0)
     }
+
+    /// The user whose VM (or route) `vm_id` names, if it is named the way
+    /// Vessel names them: the inverse of [`UserId::vm_id`]. VMs and routes
+    /// named otherwise are not Vessel's, and reconciliation leaves them
+    /// alone.
+    pub fn from_vm_id(vm_id: &str) -> Option<UserId> {
+        let user = vm_id.strip_prefix("user-")?.strip_suffix("-session")?;
+        UserId::parse(user).ok()
+    }
 }
 
 impl<'de> Deserialize<'de> for UserId {
@@ -140,5 +149,22 @@ mod tests {
             UserId::parse("User-A").unwrap().vm_id(),
             "user-User-A-session"
         );
+    }
+
+    #[test]
+    fn vessel_named_vms_give_back_their_user_and_others_give_none() {
+        for user in ["User-A", "a", "user-session", "u_1-session"] {
+            let id = UserId::parse(user).unwrap();
+            assert_eq!(UserId::from_vm_id(&id.vm_id()), Some(id));
+        }
+        for other in [
+            "web-1",
+            "user--session",
+            "user-a b-session",
+            "user-a",
+            "a-session",
+        ] {
+            assert_eq!(UserId::from_vm_id(other), None, "{other}");
+        }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`session`] — the session manager, the brain.
 //! - [`store`] — where sessions are kept (Redis or embedded).
 //! - [`reaper`] — the background task stopping abandoned sessions.
+//! - [`reconcile`] — the background task making drivers and records agree.
+//! - [`metrics`] — counters served at `/metrics`.
 //! - [`plugins`] — the WebAssembly plugin runtime and the driver handles.
 //! - [`config`] — the configuration and its defaults.
 //! - [`app`] — assembling and serving a host.
@@ -19,7 +21,9 @@ pub mod app;
 pub mod clock;
 pub mod config;
 pub mod ids;
+pub mod metrics;
 pub mod plugins;
 pub mod reaper;
+pub mod reconcile;
 pub mod session;
 pub mod store;

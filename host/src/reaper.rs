@@ -3,8 +3,9 @@
 //! Every `reaper.interval` it scans all sessions in batches and stops
 //! - active sessions whose last heartbeat is older than the idle timeout
 //!   (including ones whose `lastHeartbeat` an operator edited by hand), and
-//! - sessions stuck in `starting` or `stopping` longer than the transient
-//!   timeout (their host died, or their stop failed and is retried).
+//! - sessions stuck in `starting` or `stopping` whose lease expired (their
+//!   host died, or their stop failed and is retried), undoing what the
+//!   record's start step says may exist.
 //!
 //! Each stop is claimed atomically in the store first, so a heartbeat that
 //! lands before the claim saves the session, and two Reapers (on two hosts)
@@ -131,13 +132,13 @@ impl Reaper {
 
     fn reason(&self, record: &SessionRecord, now: u64) -> Option<Reason> {
         let idle_ms = self.config.idle_timeout.as_millis() as u64;
-        let stuck_ms = self.config.transient_timeout.as_millis() as u64;
+        let lease_cutoff = self.manager.lease_cutoff();
         match record.status {
             SessionStatus::Active if now.saturating_sub(record.last_heartbeat) > idle_ms => {
                 Some(Reason::Idle)
             }
             SessionStatus::Starting | SessionStatus::Stopping
-                if now.saturating_sub(record.updated_at) > stuck_ms =>
+                if record.updated_at < lease_cutoff =>
             {
                 Some(Reason::Stuck)
             }
@@ -158,12 +159,15 @@ impl Reaper {
             Reason::Idle => StopCondition::IdleBefore(
                 now.saturating_sub(self.config.idle_timeout.as_millis() as u64),
             ),
-            Reason::Stuck => StopCondition::StuckBefore(
-                now.saturating_sub(self.config.transient_timeout.as_millis() as u64),
-            ),
+            Reason::Stuck => StopCondition::StuckBefore(self.manager.lease_cutoff()),
         };
         match self.manager.stop_if(&user, condition).await {
             Ok(Some(stopped)) => {
+                let by = match reason {
+                    Reason::Idle => r#"by="reaper_idle""#,
+                    Reason::Stuck => r#"by="reaper_stuck""#,
+                };
+                self.manager.metrics().incr("vessel_stops_total", by);
                 match reason {
                     Reason::Idle => tracing::info!(
                         event = "reaper.killed",

@@ -317,7 +317,9 @@ pub fn test_config(data_dir: &Path, redis_url: Option<String>) -> Config {
     config.reaper.idle_timeout = Duration::from_secs(3600);
     config.session.start_timeout = Duration::from_secs(20);
     config.session.stop_timeout = Duration::from_secs(20);
-    config.reaper.transient_timeout = Duration::from_secs(60);
+    config.session.lease = Duration::from_secs(60);
+    // Reconciliation lists the drivers at start-up; tests of it turn it on.
+    config.reconcile.enabled = false;
     config
 }
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::Map;
 use vessel::ids::UserId;
 use vessel::store::{
-    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StopClaim,
-    StopCondition,
+    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StartStep,
+    StopClaim, StopCondition,
 };
 
 /// A store under test.
@@ -27,6 +27,7 @@ pub fn record(user: &str, status: SessionStatus, owner: &str, at: u64) -> Sessio
         created_at: at,
         updated_at: at,
         owner: owner.to_string(),
+        start_step: (status == SessionStatus::Starting).then_some(StartStep::CopyingProject),
         project_path: Some("/tmp/project".to_string()),
         extra: Map::new(),
     }
@@ -284,4 +285,66 @@ pub async fn scan_sees_every_session_once(store: Store) {
     }
     assert_eq!(seen.len(), count as usize);
     assert!(pages > 1, "a batch of 100 must take several pages");
+}
+
+/// A lease is renewed only by its holder and only while the record is
+/// starting or stopping; a claim of an expired lease keeps the start step so
+/// the claimant knows what to undo.
+pub async fn leases_are_renewed_by_their_holder_only(store: Store) {
+    let starting = record("gina", SessionStatus::Starting, "h1/1", 10);
+    store.insert_new(&starting).await.unwrap();
+    assert!(store.renew_lease(&user("gina"), "h1/1", 50).await.unwrap());
+    assert!(!store.renew_lease(&user("gina"), "h2/1", 60).await.unwrap());
+    assert!(
+        !store
+            .renew_lease(&user("nobody"), "h1/1", 60)
+            .await
+            .unwrap()
+    );
+    let now = store.get(&user("gina")).await.unwrap().unwrap();
+    assert_eq!(now.updated_at, 50);
+    assert_eq!(now.start_step, Some(StartStep::CopyingProject));
+
+    // Not yet expired at cutoff 50; expired at cutoff 51.
+    let early = claim("h2/1", 70, StopCondition::StuckBefore(50));
+    assert_eq!(store.claim_stop(&user("gina"), &early).await.unwrap(), None);
+    let late = claim("h2/1", 70, StopCondition::StuckBefore(51));
+    let taken = store
+        .claim_stop(&user("gina"), &late)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taken.status, SessionStatus::Stopping);
+    assert_eq!(taken.start_step, Some(StartStep::CopyingProject));
+    // The old holder has lost it; the new one renews it.
+    assert!(!store.renew_lease(&user("gina"), "h1/1", 80).await.unwrap());
+    assert!(store.renew_lease(&user("gina"), "h2/1", 80).await.unwrap());
+
+    let active = record("hugo", SessionStatus::Active, "h1/2", 10);
+    store.insert_new(&active).await.unwrap();
+    assert!(!store.renew_lease(&user("hugo"), "h1/2", 90).await.unwrap());
+    assert_eq!(store.get(&user("hugo")).await.unwrap(), Some(active));
+}
+
+/// A lock has one holder at a time until it expires; its holder extends it.
+/// (A store for one host grants every lock.)
+pub async fn locks_have_one_holder_until_they_expire(store: Store) {
+    assert!(store.try_lock("reconcile", "h1", 300).await.unwrap());
+    assert!(store.try_lock("reconcile", "h1", 300).await.unwrap());
+    if store.kind() == "embedded" {
+        return;
+    }
+    assert!(!store.try_lock("reconcile", "h2", 300).await.unwrap());
+    assert!(store.try_lock("other", "h2", 300).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(store.try_lock("reconcile", "h2", 300).await.unwrap());
+    assert!(!store.try_lock("reconcile", "h1", 300).await.unwrap());
+    // Only the holder releases it.
+    store.unlock("reconcile", "h1").await.unwrap();
+    assert!(!store.try_lock("reconcile", "h1", 300).await.unwrap());
+    store.unlock("reconcile", "h2").await.unwrap();
+    assert!(store.try_lock("reconcile", "h1", 300).await.unwrap());
+    // Locks are not sessions.
+    let page = store.scan(None, 100).await.unwrap();
+    assert!(page.records.is_empty() && page.invalid.is_empty());
 }

@@ -204,3 +204,16 @@ pub async fn healthz(State(manager): Manager) -> (StatusCode, Json<Health>) {
         ),
     }
 }
+
+/// `GET /metrics`: this host's counters in the Prometheus text format.
+pub async fn metrics(
+    State(manager): Manager,
+) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        manager.metrics().render(),
+    )
+}

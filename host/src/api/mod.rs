@@ -7,6 +7,7 @@
 //! | POST | `/heartbeat` | `{userId}` | the session |
 //! | GET | `/status/{userId}` | | the session or status `none` |
 //! | GET | `/healthz` | | store health |
+//! | GET | `/metrics` | | counters, Prometheus text format |
 
 pub mod error;
 pub mod handlers;
@@ -31,6 +32,7 @@ pub fn router(manager: Arc<SessionManager>) -> Router {
         .route("/heartbeat", post(handlers::heartbeat))
         .route("/status/{user_id}", get(handlers::status))
         .route("/healthz", get(handlers::healthz))
+        .route("/metrics", get(handlers::metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(manager)
 }

@@ -1,6 +1,7 @@
 //! The session manager: the seed's start, stop and heartbeat, made atomic,
 //! bounded in time, and undone on failure.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,10 +15,11 @@ use super::project::ProjectRoots;
 use crate::clock::Clock;
 use crate::config::{Config, Liveness};
 use crate::ids::{UserId, is_driver_safe_id};
+use crate::metrics::Metrics;
 use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec, VmState};
 use crate::store::{
-    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StopClaim,
-    StopCondition,
+    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StartStep,
+    StopClaim, StopCondition,
 };
 
 /// How often a request waiting for another request's start or stop looks
@@ -50,6 +52,8 @@ pub struct SessionSettings {
     pub liveness: Liveness,
     /// The bound of the TCP liveness check.
     pub liveness_timeout: Duration,
+    /// The lease of a start or stop in progress (renewed every third).
+    pub lease: Duration,
 }
 
 impl SessionSettings {
@@ -68,6 +72,7 @@ impl SessionSettings {
             stop_timeout: session.stop_timeout,
             liveness: config.plugins.vm.liveness,
             liveness_timeout: session.liveness_timeout,
+            lease: session.lease,
         }
     }
 
@@ -121,14 +126,24 @@ impl OwnerTokens {
     }
 }
 
-/// What a cold start has (possibly) made, so a failure undoes exactly that.
-/// A step counts as made as soon as it is attempted: a call cut off by a
-/// timeout may have finished on the driver's side, and removal is safe to
-/// repeat.
+/// What a session may hold on the drivers' side, so that undoing it removes
+/// exactly that. A step counts as made as soon as it has begun: a call cut
+/// off by a timeout (or a host that died) may have finished on the driver's
+/// side, and removal is safe to repeat.
 #[derive(Debug, Default, Clone, Copy)]
 struct Made {
     vm: bool,
     route: bool,
+}
+
+impl Made {
+    /// What `record` may hold, from its start step.
+    fn of(record: &SessionRecord) -> Made {
+        Made {
+            vm: record.vm_may_exist(),
+            route: record.route_may_exist(),
+        }
+    }
 }
 
 /// Starts, stops and tracks users' sessions.
@@ -139,6 +154,7 @@ pub struct SessionManager {
     settings: SessionSettings,
     clock: Arc<dyn Clock>,
     owners: OwnerTokens,
+    metrics: Arc<Metrics>,
 }
 
 impl SessionManager {
@@ -151,6 +167,7 @@ impl SessionManager {
         settings: SessionSettings,
         clock: Arc<dyn Clock>,
         host_id: String,
+        metrics: Arc<Metrics>,
     ) -> SessionManager {
         SessionManager {
             store,
@@ -159,7 +176,42 @@ impl SessionManager {
             settings,
             clock,
             owners: OwnerTokens::new(host_id),
+            metrics,
         }
+    }
+
+    /// The VM driver.
+    pub fn vm(&self) -> &VmDriver {
+        &self.vm
+    }
+
+    /// The proxy driver.
+    pub fn proxy(&self) -> &ProxyDriver {
+        &self.proxy
+    }
+
+    /// This host's counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The settings sessions are run with.
+    pub fn settings(&self) -> &SessionSettings {
+        &self.settings
+    }
+
+    /// The time before which a transient record's lease has expired: its
+    /// holder stopped renewing it.
+    pub fn lease_cutoff(&self) -> u64 {
+        self.clock
+            .now_ms()
+            .saturating_sub(self.settings.lease.as_millis() as u64)
+    }
+
+    /// A new owner token of this host, for claims made outside the manager
+    /// (the reconciler's).
+    pub fn owner_token(&self) -> String {
+        self.owners.next()
     }
 
     /// The store, for health checks.
@@ -186,6 +238,7 @@ impl SessionManager {
             match self.store.get(user).await? {
                 Some(record) if record.status == SessionStatus::Active => {
                     if self.is_live(&record).await {
+                        self.metrics.incr("vessel_starts_total", "result=\"hit\"");
                         return Ok(Started {
                             record,
                             reused: true,
@@ -195,6 +248,12 @@ impl SessionManager {
                     let claim = self.claim(StopCondition::Active);
                     if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
                         self.teardown(user, &claimed).await?;
+                    }
+                }
+                Some(record) if record.updated_at < self.lease_cutoff() => {
+                    // Its holder stopped renewing the lease: the host died.
+                    if self.take_over(user).await?.is_none() {
+                        tokio::time::sleep(WAIT_POLL).await;
                     }
                 }
                 Some(record) => {
@@ -209,9 +268,10 @@ impl SessionManager {
                 None => {
                     let record = self.starting_record(user, &project);
                     if self.store.insert_new(&record).await? == InsertOutcome::Inserted {
-                        let record = self.cold_start(user, &project, record).await?;
+                        let record = self.cold_start(user, &project, record).await;
+                        self.metrics.count_start(record.is_ok());
                         return Ok(Started {
-                            record,
+                            record: record?,
                             reused: false,
                         });
                     }
@@ -229,6 +289,7 @@ impl SessionManager {
             let claim = self.claim(StopCondition::Active);
             if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
                 self.teardown(user, &claimed).await?;
+                self.metrics.incr("vessel_stops_total", r#"by="user""#);
                 tracing::info!(user_id = %user, vm_id = %claimed.vm_id, "session stopped");
                 return Ok(Stopped::Stopped);
             }
@@ -290,6 +351,38 @@ impl SessionManager {
         }
     }
 
+    /// Takes over `user`'s start or stop whose holder stopped renewing its
+    /// lease, and undoes what that start may have made. Returns the record
+    /// it took over, `None` if the lease is not expired (or someone else
+    /// took it first).
+    pub async fn take_over(&self, user: &UserId) -> Result<Option<SessionRecord>, SessionError> {
+        let claim = self.claim(StopCondition::StuckBefore(self.lease_cutoff()));
+        let Some(claimed) = self.store.claim_stop(user, &claim).await? else {
+            return Ok(None);
+        };
+        tracing::warn!(
+            event = "session.taken_over",
+            user_id = %user,
+            vm_id = %claimed.vm_id,
+            step = claimed.start_step.map(StartStep::as_str).unwrap_or("stopping"),
+            "took over an abandoned start or stop whose lease expired; undoing it"
+        );
+        self.metrics.incr("vessel_takeovers_total", "");
+        self.teardown(user, &claimed).await?;
+        Ok(Some(claimed))
+    }
+
+    /// Tears down a session whose `stopping` record the caller holds (as
+    /// written, with its owner): removes what the record says may exist,
+    /// then the record.
+    pub async fn tear_down_claimed(
+        &self,
+        user: &UserId,
+        claimed: &SessionRecord,
+    ) -> Result<(), SessionError> {
+        self.teardown(user, claimed).await
+    }
+
     fn claim(&self, condition: StopCondition) -> StopClaim {
         StopClaim {
             owner: self.owners.next(),
@@ -310,6 +403,7 @@ impl SessionManager {
             created_at: now,
             updated_at: now,
             owner: self.owners.next(),
+            start_step: Some(StartStep::Claimed),
             project_path: project.to_str().map(str::to_string),
             extra: Map::new(),
         }
@@ -346,7 +440,8 @@ impl SessionManager {
     }
 
     /// Creates the VM, copies the project, adds the route and stores the
-    /// session as active. On any failure, undoes what it made.
+    /// session as active, holding the record's lease throughout. On any
+    /// failure, undoes what it made.
     async fn cold_start(
         &self,
         user: &UserId,
@@ -354,17 +449,17 @@ impl SessionManager {
         mut record: SessionRecord,
     ) -> Result<SessionRecord, SessionError> {
         let owner = record.owner.clone();
-        let mut made = Made::default();
         let started = Instant::now();
         let provisioned = tokio::time::timeout(
             self.settings.start_timeout,
-            self.provision(user, project, &mut record, &mut made),
+            self.under_lease(user, &owner, self.provision(user, project, &mut record)),
         )
         .await;
         let failure = match provisioned {
             Ok(Ok(())) => {
                 let now = self.clock.now_ms();
                 record.status = SessionStatus::Active;
+                record.start_step = None;
                 record.last_heartbeat = now;
                 record.updated_at = now;
                 match self.store.replace_owned(&record, &owner).await {
@@ -373,31 +468,80 @@ impl SessionManager {
                             elapsed_ms = started.elapsed().as_millis() as u64, "session started");
                         return Ok(record);
                     }
-                    Ok(false) => SessionError::Conflict(format!(
-                        "the start of {user}'s session was taken over by another host"
-                    )),
+                    Ok(false) => taken_over(user),
                     Err(error) => error.into(),
                 }
             }
             Ok(Err(error)) => error,
             Err(_) => SessionError::Timeout(format!(
-                "starting the session of {user} took longer than {:?}",
-                self.settings.start_timeout
+                "starting the session of {user} took longer than {:?} (cut off while {})",
+                self.settings.start_timeout,
+                describe(record.start_step),
             )),
         };
-        tracing::warn!(user_id = %user, error = %failure, "start failed; rolling back");
-        self.roll_back(user, record, &owner, made).await;
+        tracing::warn!(user_id = %user, error = %failure, step = ?record.start_step, "start failed; rolling back");
+        self.roll_back(user, record, &owner).await;
         Err(failure)
     }
 
-    /// The three steps of a cold start, recording in `made` what each may
-    /// have left behind.
+    /// Runs `work` while renewing the lease `owner` holds on `user`'s
+    /// record every third of the lease. Fails with a conflict as soon as a
+    /// renewal finds the lease taken over (the work is then dropped).
+    async fn under_lease<T>(
+        &self,
+        user: &UserId,
+        owner: &str,
+        work: impl Future<Output = Result<T, SessionError>>,
+    ) -> Result<T, SessionError> {
+        let keeper = async {
+            loop {
+                tokio::time::sleep(self.settings.lease / 3).await;
+                match self
+                    .store
+                    .renew_lease(user, owner, self.clock.now_ms())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => return taken_over(user),
+                    // An outage: keep working and keep trying; if it lasts
+                    // past the lease, the next renewal or step finds out.
+                    Err(error) => {
+                        tracing::warn!(user_id = %user, %error, "cannot renew the lease; retrying")
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            result = work => result,
+            lost = keeper => Err(lost),
+        }
+    }
+
+    /// Writes `step` to the record before the step begins (and renews the
+    /// lease with it), so a host that takes over knows what may exist.
+    async fn begin_step(
+        &self,
+        user: &UserId,
+        record: &mut SessionRecord,
+        step: StartStep,
+    ) -> Result<(), SessionError> {
+        record.start_step = Some(step);
+        record.updated_at = self.clock.now_ms();
+        let owner = record.owner.clone();
+        if self.store.replace_owned(record, &owner).await? {
+            Ok(())
+        } else {
+            Err(taken_over(user))
+        }
+    }
+
+    /// The three steps of a cold start, each written to the record before
+    /// it begins.
     async fn provision(
         &self,
         user: &UserId,
         project: &Path,
         record: &mut SessionRecord,
-        made: &mut Made,
     ) -> Result<(), SessionError> {
         let spec = VmSpec {
             vm_id: record.vm_id.clone(),
@@ -408,7 +552,7 @@ impl SessionManager {
             ports: self.settings.ports.clone(),
             labels: vec![("vessel.user".to_string(), user.to_string())],
         };
-        made.vm = true;
+        self.begin_step(user, record, StartStep::CreatingVm).await?;
         let info = match self.vm.create(&spec).await {
             Err(error)
                 if matches!(
@@ -436,12 +580,15 @@ impl SessionManager {
         })?;
         record.ip = Some(ip.clone());
 
+        self.begin_step(user, record, StartStep::CopyingProject)
+            .await?;
         let project_text = project.to_str().unwrap_or_default();
         self.vm
             .copy_to(&spec.vm_id, project_text, &self.settings.project_dest)
             .await?;
 
-        made.route = true;
+        self.begin_step(user, record, StartStep::AddingRoute)
+            .await?;
         let url = self
             .proxy
             .add_route(&RouteSpec {
@@ -455,17 +602,21 @@ impl SessionManager {
         Ok(())
     }
 
-    /// Undoes a failed start: marks the record stopping (so that a failed
-    /// undo is retried by the Reaper), removes what was made, and deletes
-    /// the record.
-    async fn roll_back(&self, user: &UserId, mut record: SessionRecord, owner: &str, made: Made) {
+    /// Undoes a failed start: marks the record stopping (keeping its start
+    /// step, so that a failed undo is retried by the Reaper with the same
+    /// knowledge), removes what the step says may exist, and deletes the
+    /// record.
+    async fn roll_back(&self, user: &UserId, mut record: SessionRecord, owner: &str) {
+        self.metrics.incr("vessel_rollbacks_total", "");
+        let made = Made::of(&record);
         if made.vm || made.route {
             record.status = SessionStatus::Stopping;
             record.updated_at = self.clock.now_ms();
             if let Err(error) = self.store.replace_owned(&record, owner).await {
                 tracing::warn!(user_id = %user, %error, "cannot mark the failed start as stopping");
             }
-            if let Err(error) = self.remove_infrastructure(&record.vm_id, made).await {
+            let removal = self.remove_infrastructure(&record.vm_id, made);
+            if let Err(error) = self.under_lease(user, owner, removal).await {
                 tracing::error!(user_id = %user, vm_id = %record.vm_id, %error,
                     "rollback failed; the Reaper will retry it");
                 return;
@@ -476,23 +627,18 @@ impl SessionManager {
         }
     }
 
-    /// Removes a claimed session's route and VM, then its record. On
+    /// Removes a claimed session's route and VM (as far as its start step
+    /// says they may exist), holding the claim's lease, then its record. On
     /// failure the record stays `stopping`, held by the claim, for the
-    /// Reaper to retry.
+    /// Reaper to retry once the lease expires.
     async fn teardown(&self, user: &UserId, claimed: &SessionRecord) -> Result<(), SessionError> {
         let vm_id = if is_driver_safe_id(&claimed.vm_id) {
             claimed.vm_id.clone()
         } else {
             user.vm_id()
         };
-        self.remove_infrastructure(
-            &vm_id,
-            Made {
-                vm: true,
-                route: true,
-            },
-        )
-        .await?;
+        let removal = self.remove_infrastructure(&vm_id, Made::of(claimed));
+        self.under_lease(user, &claimed.owner, removal).await?;
         self.store.delete_owned(user, &claimed.owner).await?;
         Ok(())
     }
@@ -516,6 +662,24 @@ impl SessionManager {
                 self.settings.stop_timeout
             ))),
         }
+    }
+}
+
+/// The error of an operation whose record another host took over.
+fn taken_over(user: &UserId) -> SessionError {
+    SessionError::Conflict(format!(
+        "the start or stop of {user}'s session was taken over by another host \
+         (this one did not renew its lease in time)"
+    ))
+}
+
+/// What a start was doing at `step`, for error messages.
+fn describe(step: Option<StartStep>) -> &'static str {
+    match step {
+        None | Some(StartStep::Claimed) => "claiming the user",
+        Some(StartStep::CreatingVm) => "the VM driver was creating the VM",
+        Some(StartStep::CopyingProject) => "the VM driver was copying the project in",
+        Some(StartStep::AddingRoute) => "the proxy driver was adding the route",
     }
 }
 

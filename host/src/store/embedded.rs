@@ -180,6 +180,37 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
+    async fn renew_lease(
+        &self,
+        user: &UserId,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_string();
+        self.update(user.as_str(), move |current| {
+            Ok(match current {
+                Some(mut record)
+                    if record.owner == owner && record.status != SessionStatus::Active =>
+                {
+                    record.updated_at = now_ms;
+                    (Change::Put(record), true)
+                }
+                _ => (Change::Keep, false),
+            })
+        })
+        .await
+    }
+
+    async fn try_lock(&self, _name: &str, _holder: &str, _ttl_ms: u64) -> Result<bool, StoreError> {
+        // The database file is locked by this process: no other host can
+        // share it, so this host always holds every lock.
+        Ok(true)
+    }
+
+    async fn unlock(&self, _name: &str, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn claim_stop(
         &self,
         user: &UserId,

@@ -13,7 +13,7 @@ pub mod redis;
 
 use async_trait::async_trait;
 
-pub use record::{SessionRecord, SessionStatus};
+pub use record::{SessionRecord, SessionStatus, StartStep};
 
 use crate::ids::UserId;
 
@@ -66,7 +66,8 @@ pub enum StopCondition {
     /// Reaper's idle sweep).
     IdleBefore(u64),
     /// A starting or stopping session whose `updatedAt` is before this time:
-    /// its host died or its stop failed (the Reaper's retry).
+    /// its holder stopped renewing its lease (the host died), or its stop
+    /// failed and waits for a retry.
     StuckBefore(u64),
 }
 
@@ -149,6 +150,26 @@ pub trait SessionStore: Send + Sync + 'static {
     /// `now_ms`. Never creates a record and never touches one that is
     /// starting or stopping.
     async fn heartbeat(&self, user: &UserId, now_ms: u64) -> Result<HeartbeatOutcome, StoreError>;
+
+    /// Renews the lease of the start or stop that `owner` holds on `user`'s
+    /// session: sets `updatedAt` to `now_ms` if the record is starting or
+    /// stopping and held by `owner`. Returns whether it did; `false` means
+    /// the operation was taken over (or the record is gone).
+    async fn renew_lease(
+        &self,
+        user: &UserId,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes the lock `name` for `holder` for `ttl_ms`, or extends it if
+    /// `holder` has it already. Returns whether `holder` has it now. Used so
+    /// that one host at a time reconciles; a store for one host always
+    /// grants it.
+    async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool, StoreError>;
+
+    /// Releases the lock `name` if `holder` has it.
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Takes the session of `user` for stopping if `claim.condition` holds:
     /// marks it `stopping`, held by `claim.owner`, and returns it. `None`

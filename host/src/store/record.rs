@@ -31,6 +31,52 @@ impl SessionStatus {
     }
 }
 
+/// How far a start has gone, written to the record *before* each step
+/// begins (write-ahead), so that whoever takes over a start whose host died
+/// knows what may exist and must be undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StartStep {
+    /// The user is claimed; nothing has been made yet.
+    Claimed,
+    /// The VM is being created (it may exist).
+    CreatingVm,
+    /// The VM exists; the project is being copied in.
+    CopyingProject,
+    /// The VM exists; the route is being added (it may exist).
+    AddingRoute,
+}
+
+impl StartStep {
+    /// Every step, in order.
+    pub const ALL: [StartStep; 4] = [
+        StartStep::Claimed,
+        StartStep::CreatingVm,
+        StartStep::CopyingProject,
+        StartStep::AddingRoute,
+    ];
+
+    /// The step as written in records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartStep::Claimed => "claimed",
+            StartStep::CreatingVm => "creating-vm",
+            StartStep::CopyingProject => "copying-project",
+            StartStep::AddingRoute => "adding-route",
+        }
+    }
+
+    /// Whether the session's VM may exist once this step has begun.
+    pub fn vm_may_exist(self) -> bool {
+        self != StartStep::Claimed
+    }
+
+    /// Whether the session's route may exist once this step has begun.
+    pub fn route_may_exist(self) -> bool {
+        self == StartStep::AddingRoute
+    }
+}
+
 /// One user's session as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,6 +108,10 @@ pub struct SessionRecord {
     /// stopping (`{hostId}/{n}`); only it may move the record on.
     #[serde(default)]
     pub owner: String,
+    /// While starting (and while a start that died is undone): the step the
+    /// start has begun. Absent once the session is active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_step: Option<StartStep>,
     /// The project directory copied into the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_path: Option<String>,
@@ -71,6 +121,18 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
+    /// Whether the session's VM may exist: always, unless the record is of
+    /// a start that had not begun creating it.
+    pub fn vm_may_exist(&self) -> bool {
+        self.start_step.is_none_or(StartStep::vm_may_exist)
+    }
+
+    /// Whether the session's route may exist: always, unless the record is
+    /// of a start that had not begun adding it.
+    pub fn route_may_exist(&self) -> bool {
+        self.start_step.is_none_or(StartStep::route_may_exist)
+    }
+
     /// Parses a stored record; `user_id` fills in a missing `userId`.
     pub fn from_json(bytes: &[u8], user_id: &str) -> Result<SessionRecord, serde_json::Error> {
         let mut record: SessionRecord = serde_json::from_slice(bytes)?;
@@ -129,6 +191,24 @@ mod tests {
     }
 
     #[test]
+    fn the_start_step_says_what_may_exist() {
+        let mut record = SessionRecord::from_json(
+            br#"{"vmId":"v","lastHeartbeat":1,"status":"starting","startStep":"copying-project"}"#,
+            "a",
+        )
+        .unwrap();
+        assert_eq!(record.start_step, Some(StartStep::CopyingProject));
+        assert!(record.vm_may_exist() && !record.route_may_exist());
+        record.start_step = Some(StartStep::Claimed);
+        assert!(!record.vm_may_exist() && !record.route_may_exist());
+        assert!(record.to_json().contains(r#""startStep":"claimed""#));
+        // An active record (no step) may hold both.
+        record.start_step = None;
+        assert!(record.vm_may_exist() && record.route_may_exist());
+        assert!(!record.to_json().contains("startStep"));
+    }
+
+    #[test]
     fn floats_from_lua_are_read_as_milliseconds() {
         let record = SessionRecord::from_json(
             br#"{"userId":"a","vmId":"v","lastHeartbeat":1.7e12,"status":"stopping"}"#,
@@ -158,6 +238,7 @@ mod tests {
             created_at: 1,
             updated_at: 5,
             owner: String::new(),
+            start_step: None,
             project_path: None,
             extra: Map::new(),
         };

@@ -82,6 +82,33 @@ redis.call('SET', KEYS[1], out)
 return {'U', out}
 "#;
 
+/// ARGV: owner, now. Returns 1 if the lease was renewed.
+const RENEW_LEASE: &str = r#"
+local rec = load(KEYS[1])
+if rec == false then return corrupt(KEYS[1]) end
+if rec == nil or rec.owner ~= ARGV[1] or rec.status == 'active' then return 0 end
+rec.updatedAt = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], cjson.encode(rec))
+return 1
+"#;
+
+/// KEYS: the lock. ARGV: holder, ttl in ms. Returns 1 if the holder has it.
+const TRY_LOCK: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+return 1
+"#;
+
+/// KEYS: the lock. ARGV: holder. Deletes the lock if the holder has it.
+const UNLOCK: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"#;
+
+/// The prefix of lock keys (not sessions: `SCAN session:*` never sees them).
+pub const LOCK_PREFIX: &str = "vessel:lock:";
+
 /// ARGV: condition (`active`, `idle`, `stuck`), cutoff, owner, now. The
 /// same rule as `StopCondition::matches`. Returns the claimed record or nil.
 const CLAIM_STOP: &str = r#"
@@ -113,6 +140,9 @@ struct Scripts {
     delete_owned: Script,
     heartbeat: Script,
     claim_stop: Script,
+    renew_lease: Script,
+    try_lock: Script,
+    unlock: Script,
 }
 
 impl Scripts {
@@ -124,6 +154,9 @@ impl Scripts {
             delete_owned: with_prelude(DELETE_OWNED),
             heartbeat: with_prelude(HEARTBEAT),
             claim_stop: with_prelude(CLAIM_STOP),
+            renew_lease: with_prelude(RENEW_LEASE),
+            try_lock: Script::new(TRY_LOCK),
+            unlock: Script::new(UNLOCK),
         }
     }
 }
@@ -284,6 +317,55 @@ impl SessionStore for RedisStore {
             }
             Some((_, raw)) => HeartbeatOutcome::NotActive(parse(&raw, user.as_str())?),
         })
+    }
+
+    async fn renew_lease(
+        &self,
+        user: &UserId,
+        owner: &str,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.connection.clone();
+        let renewed: i64 = self
+            .bounded(
+                self.scripts
+                    .renew_lease
+                    .key(session_key(user.as_str()))
+                    .arg(owner)
+                    .arg(now_ms)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let mut conn = self.connection.clone();
+        let held: i64 = self
+            .bounded(
+                self.scripts
+                    .try_lock
+                    .key(format!("{LOCK_PREFIX}{name}"))
+                    .arg(holder)
+                    .arg(ttl_ms.max(1))
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut conn = self.connection.clone();
+        let _: i64 = self
+            .bounded(
+                self.scripts
+                    .unlock
+                    .key(format!("{LOCK_PREFIX}{name}"))
+                    .arg(holder)
+                    .invoke_async(&mut conn),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn claim_stop(
