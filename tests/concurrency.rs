@@ -41,7 +41,7 @@ async fn fifty_parallel_starts_on_one_host_create_one_vm() {
 }
 
 #[tokio::test]
-async fn fifty_parallel_starts_on_two_hosts_sharing_redis_create_one_vm() {
+async fn a_hundred_parallel_starts_on_two_hosts_sharing_redis_create_one_vm() {
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     // Both hosts drive the same (mock) VM manager and proxy: one data dir.
@@ -53,7 +53,7 @@ async fn fifty_parallel_starts_on_two_hosts_sharing_redis_create_one_vm() {
         .insert("boot_delay_ms".into(), toml::Value::Integer(300));
     let first = TestHost::start(config.clone()).await;
     let second = TestHost::start(config).await;
-    starts_create_one_vm(&[&first, &second], &project_dir(dir.path(), "p"), 50).await;
+    starts_create_one_vm(&[&first, &second], &project_dir(dir.path(), "p"), 100).await;
     first.shutdown().await;
     second.shutdown().await;
 }

@@ -155,13 +155,17 @@ impl Reaper {
                 return Outcome::Skipped;
             }
         };
-        let condition = match reason {
-            Reason::Idle => StopCondition::IdleBefore(
-                now.saturating_sub(self.config.idle_timeout.as_millis() as u64),
-            ),
-            Reason::Stuck => StopCondition::StuckBefore(self.manager.lease_cutoff()),
+        let stopped = match reason {
+            Reason::Idle => {
+                let cutoff = now.saturating_sub(self.config.idle_timeout.as_millis() as u64);
+                self.manager
+                    .stop_if(&user, StopCondition::IdleBefore(cutoff))
+                    .await
+            }
+            // The same take-over as a user's next start or reconciliation.
+            Reason::Stuck => self.manager.take_over(&user).await,
         };
-        match self.manager.stop_if(&user, condition).await {
+        match stopped {
             Ok(Some(stopped)) => {
                 let by = match reason {
                     Reason::Idle => r#"by="reaper_idle""#,

@@ -483,6 +483,18 @@ impl Api {
         Api::answer(response).await
     }
 
+    /// `GET path` as text (e.g. `/metrics`).
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET from the host")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// `POST /start`.
     pub async fn start(&self, user: &str, project: &Path) -> Answer {
         self.post(

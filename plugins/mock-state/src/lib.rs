@@ -42,7 +42,9 @@ pub struct CallRecord {
 /// The file holds one line: an error case of the contract (`not-found`,
 /// `already-exists`, `invalid-input`, `denied`, `timed-out`, `unavailable`,
 /// `failed`), optionally followed by `:` and a message; or `hang` (sleep far
-/// past any sensible call limit); or `trap` (abort the instance).
+/// past any sensible call limit); or `hang-after` (do the operation, record
+/// it, then never answer: a driver that did its job but whose answer is
+/// lost); or `trap` (abort the instance).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Return the named error case with a message.
@@ -54,6 +56,8 @@ pub enum Fault {
     },
     /// Never answer (the host's call limit must stop it).
     Hang,
+    /// Do the operation, then never answer.
+    HangAfter,
     /// Trap, as a crashing plugin would.
     Trap,
 }
@@ -64,6 +68,7 @@ impl Fault {
         let text = text.trim();
         match text {
             "hang" => Fault::Hang,
+            "hang-after" => Fault::HangAfter,
             "trap" => Fault::Trap,
             _ => {
                 let (case, message) = match text.split_once(':') {
@@ -322,7 +327,7 @@ macro_rules! mock_driver_plumbing {
 
         fn raise(fault: $crate::Fault) -> DriverError {
             match fault {
-                $crate::Fault::Hang => loop {
+                $crate::Fault::Hang | $crate::Fault::HangAfter => loop {
                     std::thread::sleep(std::time::Duration::from_secs(3600));
                 },
                 $crate::Fault::Trap => panic!("{}: injected trap", $plugin),
@@ -361,13 +366,17 @@ macro_rules! mock_driver_plumbing {
                 Some(text) => Some($crate::Fault::parse(&text)),
                 None => state.fault(op).map_err(io_failed)?,
             };
+            let hang_after = fault == Some($crate::Fault::HangAfter);
             let result = match fault {
+                Some($crate::Fault::HangAfter) | None => body(&state),
                 Some(fault) => Err(raise(fault)),
-                None => body(&state),
             };
             // The record is best effort: a full disk must not turn a success
             // into an error.
             let _ = state.record_call(op, target, outcome(&result));
+            if hang_after {
+                raise($crate::Fault::HangAfter);
+            }
             result
         }
     };
@@ -455,6 +464,7 @@ mod tests {
     fn faults_parse_cases_messages_hangs_and_traps() {
         assert_eq!(Fault::parse("hang\n"), Fault::Hang);
         assert_eq!(Fault::parse("trap"), Fault::Trap);
+        assert_eq!(Fault::parse("hang-after"), Fault::HangAfter);
         assert_eq!(
             Fault::parse("unavailable: disk full"),
             Fault::Error {
