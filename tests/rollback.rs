@@ -9,7 +9,14 @@ use vessel_tests::{TestHost, eventually, project_dir, test_config};
 /// Injects `fault` into `op` (on the mock VM or proxy), starts a session,
 /// and checks the error code and that nothing is left behind; then clears
 /// the fault and checks that the user's next start works.
-async fn start_fails_cleanly(op: &str, on_proxy: bool, fault: &str, code: &str, status: u16) {
+/// The error's message must contain `says`: the driver's own words, or for
+/// a timeout, the step that was cut off.
+async fn start_fails_cleanly(
+    op: &str,
+    on_proxy: bool,
+    fault: &str,
+    (code, status, says): (&str, u16, &str),
+) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), None);
     config.session.start_timeout = Duration::from_secs(2);
@@ -23,6 +30,8 @@ async fn start_fails_cleanly(op: &str, on_proxy: bool, fault: &str, code: &str, 
     let failed = api.start("erin", &project).await;
     assert_eq!(failed.status, status, "{op}: {:?}", failed.body);
     assert_eq!(failed.error_code(), code, "{op}: {:?}", failed.body);
+    let message = failed.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(says), "{op}: {message:?} lacks {says:?}");
     assert!(host.vms().items().is_empty(), "{op}: leaked VM");
     assert!(host.routes().items().is_empty(), "{op}: dangling route");
     assert_eq!(
@@ -42,41 +51,32 @@ async fn start_fails_cleanly(op: &str, on_proxy: bool, fault: &str, code: &str, 
 
 #[tokio::test]
 async fn a_failed_create_leaves_nothing() {
-    start_fails_cleanly(
-        "create",
-        false,
-        "unavailable: no capacity",
-        "driver_error",
-        502,
-    )
-    .await;
+    let error = ("driver_error", 502, "no capacity");
+    start_fails_cleanly("create", false, "unavailable: no capacity", error).await;
 }
 
 #[tokio::test]
 async fn a_failed_copy_removes_the_vm() {
-    start_fails_cleanly("copy-to", false, "failed: disk full", "driver_error", 502).await;
+    let error = ("driver_error", 502, "disk full");
+    start_fails_cleanly("copy-to", false, "failed: disk full", error).await;
 }
 
 #[tokio::test]
 async fn a_failed_route_removes_the_vm() {
-    start_fails_cleanly(
-        "add-route",
-        true,
-        "failed: proxy refused",
-        "driver_error",
-        502,
-    )
-    .await;
+    let error = ("driver_error", 502, "proxy refused");
+    start_fails_cleanly("add-route", true, "failed: proxy refused", error).await;
 }
 
 #[tokio::test]
 async fn a_crashing_driver_is_rolled_back_and_the_host_goes_on() {
-    start_fails_cleanly("copy-to", false, "trap", "driver_error", 502).await;
+    let error = ("driver_error", 502, "trap");
+    start_fails_cleanly("copy-to", false, "trap", error).await;
 }
 
 #[tokio::test]
 async fn a_start_past_its_deadline_is_rolled_back_with_504() {
-    start_fails_cleanly("add-route", true, "hang", "timeout", 504).await;
+    let error = ("timeout", 504, "the proxy driver was adding the route");
+    start_fails_cleanly("add-route", true, "hang", error).await;
 }
 
 #[tokio::test]
@@ -94,6 +94,13 @@ async fn the_driver_error_reaches_the_caller() {
 
 #[tokio::test]
 async fn a_failed_stop_is_retried_by_the_reaper_until_it_succeeds() {
+    // Each step of a stop: the route first, then the VM.
+    for (op, on_proxy) in [("remove-route", true), ("remove", false)] {
+        failed_stop_is_retried(op, on_proxy).await;
+    }
+}
+
+async fn failed_stop_is_retried(op: &str, on_proxy: bool) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), None);
     config.session.start_timeout = Duration::from_millis(500);
@@ -104,29 +111,30 @@ async fn a_failed_stop_is_retried_by_the_reaper_until_it_succeeds() {
         api.start("gus", &project_dir(dir.path(), "p")).await.status,
         200
     );
+    let mock = if on_proxy { host.routes() } else { host.vms() };
 
-    host.vms().inject("remove", "unavailable: hypervisor busy");
+    mock.inject(op, "unavailable: hypervisor busy");
     let failed = api.stop("gus").await;
-    assert_eq!(failed.status, 502, "{:?}", failed.body);
+    assert_eq!(failed.status, 502, "{op}: {:?}", failed.body);
     // The session is held as stopping, not lost: the VM still exists.
-    assert_eq!(api.status("gus").await.body["status"], "stopping");
-    assert_eq!(host.vms().items().len(), 1);
+    assert_eq!(api.status("gus").await.body["status"], "stopping", "{op}");
+    assert_eq!(host.vms().items().len(), 1, "{op}");
 
     // The Reaper keeps retrying while the driver fails...
-    eventually(Duration::from_secs(10), "a retried remove", || async {
-        (host.vms().count("remove") >= 2).then_some(())
+    eventually(Duration::from_secs(10), "a retried removal", || async {
+        (mock.count(op) >= 2).then_some(())
     })
     .await;
-    assert_eq!(api.status("gus").await.body["status"], "stopping");
+    assert_eq!(api.status("gus").await.body["status"], "stopping", "{op}");
 
     // ...and finishes the stop once it works.
-    host.vms().clear("remove");
+    mock.clear(op);
     eventually(Duration::from_secs(10), "the stop to complete", || async {
         (api.status("gus").await.body["status"] == "none").then_some(())
     })
     .await;
-    assert!(host.vms().items().is_empty());
-    assert!(host.routes().items().is_empty());
+    assert!(host.vms().items().is_empty(), "{op}");
+    assert!(host.routes().items().is_empty(), "{op}");
     host.shutdown().await;
 }
 
