@@ -120,6 +120,13 @@ async fn two_hosts_reapers_stop_each_stale_session_exactly_once() {
         users.len(),
         "a remove of a VM that was not a session"
     );
+    // The sweeps walked the keys with SCAN in batches, never with KEYS
+    // (which blocks Redis for the whole keyspace).
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut redis.connection())
+        .unwrap();
+    assert!(!stats.contains("cmdstat_keys:"), "{stats}");
     first.shutdown().await;
     second.shutdown().await;
 }
