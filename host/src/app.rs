@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::api;
 use crate::clock::{Clock, SystemClock};
@@ -18,8 +19,8 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{SessionStore, StoreError};
 
-/// How long a shutdown waits for the Reaper's sweep or the reconciler's
-/// pass in progress.
+/// The longest a shutdown waits for the Reaper's sweep or the reconciler's
+/// pass in progress once the requests are done (never past the grace).
 const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Why a host could not be assembled.
@@ -105,34 +106,47 @@ impl App {
         let router = api::router(self.manager.clone());
         tracing::info!(listen = %listener.local_addr()?, store = self.manager.store().kind(), "vessel serving");
 
-        let (signalled_tx, mut signalled) = watch::channel(false);
+        // The signal stops the background tasks at once (no new sweep or
+        // pass begins) and starts one grace period that bounds everything.
+        let stop_tx = Arc::new(stop_tx);
+        let stop_on_signal = stop_tx.clone();
+        let (signalled_tx, mut signalled) = watch::channel(None::<Instant>);
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections; finishing requests in flight");
-                let _ = signalled_tx.send(true);
+                let _ = stop_on_signal.send(true);
+                let _ = signalled_tx.send(Some(Instant::now()));
             })
             .into_future();
         let grace = self.config.shutdown_grace;
+        let signal_time = signalled.clone();
         let grace_over = async move {
-            let _ = signalled.wait_for(|done| *done).await;
-            tokio::time::sleep(grace).await;
+            let at = signalled.wait_for(Option::is_some).await.ok().and_then(|at| *at);
+            match at {
+                Some(at) => tokio::time::sleep_until(at + grace).await,
+                None => std::future::pending().await,
+            }
         };
-        let served = tokio::select! {
-            served = server => served,
+        let (served, deadline) = tokio::select! {
+            served = server => {
+                let signalled_at = *signal_time.borrow();
+                let end_of_grace = signalled_at.map_or(Instant::now() + grace, |at| at + grace);
+                (served, end_of_grace.min(Instant::now() + BACKGROUND_STOP_GRACE))
+            }
             () = grace_over => {
                 tracing::warn!(?grace, "requests still in flight after the shutdown grace; exiting anyway \
                     (their starts are taken over once their lease expires)");
-                Ok(())
+                (Ok(()), Instant::now())
             }
         };
         let _ = stop_tx.send(true);
-        for (name, task) in background {
-            if tokio::time::timeout(BACKGROUND_STOP_GRACE, task)
-                .await
-                .is_err()
-            {
-                tracing::warn!(task = name, "did not stop in time");
+        // What is left of the grace, for a sweep or pass in progress.
+        for (name, mut task) in background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                tracing::warn!(task = name, "did not stop within the shutdown grace; cut off \
+                    (an unfinished stop is retried once its lease expires)");
             }
         }
         served
