@@ -122,7 +122,11 @@ impl App {
         let grace = self.config.shutdown_grace;
         let signal_time = signalled.clone();
         let grace_over = async move {
-            let at = signalled.wait_for(Option::is_some).await.ok().and_then(|at| *at);
+            let at = signalled
+                .wait_for(Option::is_some)
+                .await
+                .ok()
+                .and_then(|at| *at);
             match at {
                 Some(at) => tokio::time::sleep_until(at + grace).await,
                 None => std::future::pending().await,
@@ -145,8 +149,11 @@ impl App {
         for (name, mut task) in background {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 task.abort();
-                tracing::warn!(task = name, "did not stop within the shutdown grace; cut off \
-                    (an unfinished stop is retried once its lease expires)");
+                tracing::warn!(
+                    task = name,
+                    "did not stop within the shutdown grace; cut off \
+                    (an unfinished stop is retried once its lease expires)"
+                );
             }
         }
         served
