@@ -66,7 +66,11 @@ async fn redis_reads_hand_edited_records_and_keeps_unknown_fields() {
             "ip": "127.61.0.4",
             "url": "http://127.0.0.1:8000/ops/",
             "lastHeartbeat": "1700000000000",
-            "ticket": "OPS-12"
+            "ticket": "OPS-12",
+            "tags": [],
+            "quota": 12345678901234567u64,
+            "ratio": 0.1,
+            "meta": {"owner": "team-a", "labels": []}
         }),
     );
     let user = UserId::parse("ops").unwrap();
@@ -81,8 +85,26 @@ async fn redis_reads_hand_edited_records_and_keeps_unknown_fields() {
     };
     assert_eq!(updated.last_heartbeat, 1_800_000_000_000);
     let raw = server.get_json("session:ops").unwrap();
+    assert_eq!(raw["lastHeartbeat"], 1_800_000_000_000u64);
+    // A claim rewrites the record too; what Vessel does not know keeps its
+    // exact value through both (empty arrays stay arrays, long numbers stay
+    // exact).
+    let claim = vessel::store::StopClaim {
+        owner: "h/1".into(),
+        now_ms: 1_800_000_000_001,
+        condition: vessel::store::StopCondition::Active,
+    };
+    assert!(store.claim_stop(&user, &claim).await.unwrap().is_some());
+    let raw = server.get_json("session:ops").unwrap();
+    assert_eq!(raw["status"], "stopping");
     assert_eq!(raw["ticket"], "OPS-12");
-    assert_eq!(raw["lastHeartbeat"].as_f64(), Some(1.8e12));
+    assert_eq!(raw["tags"], serde_json::json!([]));
+    assert_eq!(raw["quota"], 12345678901234567u64);
+    assert_eq!(raw["ratio"], 0.1);
+    assert_eq!(
+        raw["meta"],
+        serde_json::json!({"owner": "team-a", "labels": []})
+    );
 
     server.set_json("session:broken", &serde_json::json!(["not", "a", "record"]));
     let broken = UserId::parse("broken").unwrap();

@@ -15,9 +15,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::transition::{self, Change, Transition};
 use super::{
-    HeartbeatOutcome, InsertOutcome, InvalidRecord, ScanPage, SessionRecord, SessionStatus,
-    SessionStore, StopClaim, StoreError,
+    HeartbeatOutcome, InsertOutcome, InvalidRecord, ScanPage, SessionRecord, SessionStore,
+    StopClaim, StoreError,
 };
 use crate::ids::UserId;
 
@@ -72,7 +73,7 @@ impl EmbeddedStore {
     async fn update<T: Send + 'static>(
         &self,
         user: &str,
-        decide: impl FnOnce(Option<SessionRecord>) -> Result<(Change, T), StoreError> + Send + 'static,
+        decide: impl Transition<T>,
     ) -> Result<T, StoreError> {
         let user = user.to_string();
         self.blocking(move |db| {
@@ -104,13 +105,6 @@ impl EmbeddedStore {
     }
 }
 
-/// What an [`EmbeddedStore::update`] does to the record.
-enum Change {
-    Keep,
-    Put(SessionRecord),
-    Delete,
-}
-
 #[async_trait]
 impl SessionStore for EmbeddedStore {
     async fn get(&self, user: &UserId) -> Result<Option<SessionRecord>, StoreError> {
@@ -127,57 +121,28 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn insert_new(&self, record: &SessionRecord) -> Result<InsertOutcome, StoreError> {
-        let record = record.clone();
-        self.update(&record.user_id.clone(), move |current| {
-            Ok(match current {
-                Some(existing) => (Change::Keep, InsertOutcome::Exists(existing)),
-                None => (Change::Put(record), InsertOutcome::Inserted),
-            })
-        })
-        .await
+        let user = record.user_id.clone();
+        self.update(&user, transition::insert_new(record.clone()))
+            .await
     }
 
     async fn replace_owned(&self, record: &SessionRecord, owner: &str) -> Result<bool, StoreError> {
-        let record = record.clone();
-        let owner = owner.to_string();
-        self.update(&record.user_id.clone(), move |current| {
-            Ok(match current {
-                Some(existing) if existing.owner == owner => (Change::Put(record), true),
-                _ => (Change::Keep, false),
-            })
-        })
+        let user = record.user_id.clone();
+        self.update(
+            &user,
+            transition::replace_owned(record.clone(), owner.to_string()),
+        )
         .await
     }
 
     async fn delete_owned(&self, user: &UserId, owner: &str) -> Result<bool, StoreError> {
-        let owner = owner.to_string();
-        self.update(user.as_str(), move |current| {
-            Ok(match current {
-                Some(existing) if existing.owner == owner => (Change::Delete, true),
-                _ => (Change::Keep, false),
-            })
-        })
-        .await
+        self.update(user.as_str(), transition::delete_owned(owner.to_string()))
+            .await
     }
 
     async fn heartbeat(&self, user: &UserId, now_ms: u64) -> Result<HeartbeatOutcome, StoreError> {
-        self.update(user.as_str(), move |current| {
-            Ok(match current {
-                None => (Change::Keep, HeartbeatOutcome::Missing),
-                Some(record) if record.status != SessionStatus::Active => {
-                    (Change::Keep, HeartbeatOutcome::NotActive(record))
-                }
-                Some(mut record) => {
-                    record.last_heartbeat = now_ms;
-                    record.updated_at = now_ms;
-                    (
-                        Change::Put(record.clone()),
-                        HeartbeatOutcome::Updated(record),
-                    )
-                }
-            })
-        })
-        .await
+        self.update(user.as_str(), transition::heartbeat(now_ms))
+            .await
     }
 
     async fn renew_lease(
@@ -186,18 +151,10 @@ impl SessionStore for EmbeddedStore {
         owner: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let owner = owner.to_string();
-        self.update(user.as_str(), move |current| {
-            Ok(match current {
-                Some(mut record)
-                    if record.owner == owner && record.status != SessionStatus::Active =>
-                {
-                    record.updated_at = now_ms;
-                    (Change::Put(record), true)
-                }
-                _ => (Change::Keep, false),
-            })
-        })
+        self.update(
+            user.as_str(),
+            transition::renew_lease(owner.to_string(), now_ms),
+        )
         .await
     }
 
@@ -216,17 +173,8 @@ impl SessionStore for EmbeddedStore {
         user: &UserId,
         claim: &StopClaim,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let claim = claim.clone();
-        self.update(user.as_str(), move |current| {
-            Ok(match current {
-                Some(mut record) if claim.condition.matches(&record) => {
-                    claim.apply(&mut record);
-                    (Change::Put(record.clone()), Some(record))
-                }
-                _ => (Change::Keep, None),
-            })
-        })
-        .await
+        self.update(user.as_str(), transition::claim_stop(claim.clone()))
+            .await
     }
 
     async fn scan(&self, cursor: Option<&str>, batch: usize) -> Result<ScanPage, StoreError> {

@@ -10,6 +10,7 @@
 pub mod embedded;
 pub mod record;
 pub mod redis;
+pub mod transition;
 
 use async_trait::async_trait;
 

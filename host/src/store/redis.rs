@@ -1,19 +1,26 @@
 //! The Redis session store: `session:{userId}` holds the record's JSON.
 //!
-//! Every state change is one Lua script, which Redis runs atomically, so any
-//! number of hosts can share one Redis. Scans use `SCAN` in batches (never
+//! Every state change is a compare-and-set: the record is read, the change
+//! is decided in Rust (by the same [`transition`]s as the embedded store),
+//! and a Lua script writes it only if the record is still exactly what was
+//! read, else the change is decided again on the new record. So any number
+//! of hosts can share one Redis, and records are always rewritten by serde:
+//! fields Vessel does not know keep their exact values (a Lua JSON round
+//! trip would turn `[]` into `{}` and round long numbers). Scans use `SCAN` in batches (never
 //! `KEYS`). The connection is made lazily and re-made after an outage; a
 //! request during an outage fails fast with [`StoreError::Unavailable`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script};
 
+use super::transition::{self, Change, Transition};
 use super::{
     HeartbeatOutcome, InsertOutcome, InvalidRecord, ScanPage, SessionRecord, SessionStore,
-    StopClaim, StopCondition, StoreError,
+    StopClaim, StoreError,
 };
 use crate::ids::UserId;
 
@@ -25,72 +32,27 @@ pub fn session_key(user: &str) -> String {
     format!("{KEY_PREFIX}{user}")
 }
 
-/// Decodes the record at `key` in Lua: `nil` if there is none, `false` if
-/// it is not a JSON object. A record without a string `status` is active.
-/// Scripts answer a corrupt record with a `CORRUPT` error reply.
-const LUA_PRELUDE: &str = r#"
-local function load(key)
-  local raw = redis.call('GET', key)
-  if not raw then return nil, nil end
-  local ok, rec = pcall(cjson.decode, raw)
-  if not ok or type(rec) ~= 'table' then return false, raw end
-  if type(rec.status) ~= 'string' then rec.status = 'active' end
-  return rec, raw
+/// KEYS: the session. ARGV: `absent` or `equals`, the expected JSON, `set`
+/// or `del`, the new JSON. Applies the change only if the record is absent
+/// (or equal to the expected JSON). Returns 1 if it did.
+const COMPARE_AND_SET: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if ARGV[1] == 'absent' then
+  if current then return 0 end
+elseif current ~= ARGV[2] then
+  return 0
 end
-local function corrupt(key)
-  return redis.error_reply('CORRUPT session record ' .. key .. ' is not a JSON object')
+if ARGV[3] == 'set' then
+  redis.call('SET', KEYS[1], ARGV[4])
+else
+  redis.call('DEL', KEYS[1])
 end
-"#;
-
-/// ARGV: record JSON. Returns nil if stored, else the existing record.
-const INSERT_NEW: &str = r#"
-local raw = redis.call('GET', KEYS[1])
-if raw then return raw end
-redis.call('SET', KEYS[1], ARGV[1])
-return false
-"#;
-
-/// ARGV: record JSON, owner. Returns 1 if replaced.
-const REPLACE_OWNED: &str = r#"
-local rec = load(KEYS[1])
-if rec == false then return corrupt(KEYS[1]) end
-if rec == nil or rec.owner ~= ARGV[2] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1])
 return 1
 "#;
 
-/// ARGV: owner. Returns 1 if deleted.
-const DELETE_OWNED: &str = r#"
-local rec = load(KEYS[1])
-if rec == false then return corrupt(KEYS[1]) end
-if rec == nil or rec.owner ~= ARGV[1] then return 0 end
-redis.call('DEL', KEYS[1])
-return 1
-"#;
-
-/// ARGV: now. Returns nil (missing), {'N', record} (not active) or
-/// {'U', record} (updated).
-const HEARTBEAT: &str = r#"
-local rec, raw = load(KEYS[1])
-if rec == nil then return false end
-if rec == false then return corrupt(KEYS[1]) end
-if rec.status ~= 'active' then return {'N', raw} end
-rec.lastHeartbeat = tonumber(ARGV[1])
-rec.updatedAt = tonumber(ARGV[1])
-local out = cjson.encode(rec)
-redis.call('SET', KEYS[1], out)
-return {'U', out}
-"#;
-
-/// ARGV: owner, now. Returns 1 if the lease was renewed.
-const RENEW_LEASE: &str = r#"
-local rec = load(KEYS[1])
-if rec == false then return corrupt(KEYS[1]) end
-if rec == nil or rec.owner ~= ARGV[1] or rec.status == 'active' then return 0 end
-rec.updatedAt = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], cjson.encode(rec))
-return 1
-"#;
+/// How many times a change is decided again after losing a race before the
+/// store gives up (only under extreme contention on one user).
+const MAX_ATTEMPTS: usize = 100;
 
 /// KEYS: the lock. ARGV: holder, ttl in ms. Returns 1 if the holder has it.
 const TRY_LOCK: &str = r#"
@@ -109,52 +71,17 @@ return 1
 /// The prefix of lock keys (not sessions: `SCAN session:*` never sees them).
 pub const LOCK_PREFIX: &str = "vessel:lock:";
 
-/// ARGV: condition (`active`, `idle`, `stuck`), cutoff, owner, now. The
-/// same rule as `StopCondition::matches`. Returns the claimed record or nil.
-const CLAIM_STOP: &str = r#"
-local rec = load(KEYS[1])
-if rec == nil then return false end
-if rec == false then return corrupt(KEYS[1]) end
-local cutoff = tonumber(ARGV[2])
-local matched = false
-if ARGV[1] == 'active' then
-  matched = rec.status == 'active'
-elseif ARGV[1] == 'idle' then
-  matched = rec.status == 'active' and (tonumber(rec.lastHeartbeat) or 0) < cutoff
-elseif ARGV[1] == 'stuck' then
-  matched = rec.status ~= 'active' and (tonumber(rec.updatedAt) or 0) < cutoff
-end
-if not matched then return false end
-rec.status = 'stopping'
-rec.owner = ARGV[3]
-rec.updatedAt = tonumber(ARGV[4])
-local out = cjson.encode(rec)
-redis.call('SET', KEYS[1], out)
-return out
-"#;
-
 /// The store's scripts, loaded once.
 struct Scripts {
-    insert_new: Script,
-    replace_owned: Script,
-    delete_owned: Script,
-    heartbeat: Script,
-    claim_stop: Script,
-    renew_lease: Script,
+    compare_and_set: Script,
     try_lock: Script,
     unlock: Script,
 }
 
 impl Scripts {
     fn new() -> Scripts {
-        let with_prelude = |body: &str| Script::new(&format!("{LUA_PRELUDE}{body}"));
         Scripts {
-            insert_new: Script::new(INSERT_NEW),
-            replace_owned: with_prelude(REPLACE_OWNED),
-            delete_owned: with_prelude(DELETE_OWNED),
-            heartbeat: with_prelude(HEARTBEAT),
-            claim_stop: with_prelude(CLAIM_STOP),
-            renew_lease: with_prelude(RENEW_LEASE),
+            compare_and_set: Script::new(COMPARE_AND_SET),
             try_lock: Script::new(TRY_LOCK),
             unlock: Script::new(UNLOCK),
         }
@@ -166,18 +93,13 @@ pub struct RedisStore {
     connection: ConnectionManager,
     timeout: Duration,
     scripts: Scripts,
+    /// Whether the last request reached Redis, so that an outage is logged
+    /// once when it begins and once when it ends, not per request.
+    reachable: AtomicBool,
 }
 
 fn map_error(error: RedisError) -> StoreError {
     let text = error.to_string();
-    if let Some(at) = text.find("CORRUPT session record ") {
-        let detail = &text[at + "CORRUPT session record ".len()..];
-        let key = detail.split_whitespace().next().unwrap_or_default();
-        return StoreError::Corrupt {
-            user: key.strip_prefix(KEY_PREFIX).unwrap_or(key).to_string(),
-            reason: "it is not a JSON object".to_string(),
-        };
-    }
     if error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
@@ -221,6 +143,7 @@ impl RedisStore {
             connection,
             timeout,
             scripts: Scripts::new(),
+            reachable: AtomicBool::new(true),
         })
     }
 
@@ -229,13 +152,71 @@ impl RedisStore {
         &self,
         request: impl Future<Output = Result<T, RedisError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, request).await {
+        let result = match tokio::time::timeout(self.timeout, request).await {
             Ok(result) => result.map_err(map_error),
             Err(_) => Err(StoreError::Unavailable(format!(
                 "Redis did not answer within {:?}",
                 self.timeout
             ))),
+        };
+        match &result {
+            Err(StoreError::Unavailable(reason)) => {
+                if self.reachable.swap(false, Ordering::Relaxed) {
+                    tracing::error!(event = "store.unavailable", %reason,
+                        "Redis is unreachable: requests answer 503 until it returns");
+                }
+            }
+            _ => {
+                if !self.reachable.swap(true, Ordering::Relaxed) {
+                    tracing::info!(event = "store.recovered", "Redis is reachable again");
+                }
+            }
         }
+        result
+    }
+
+    /// Reads `user`'s record, lets `decide` change it, and writes the change
+    /// if the record is still as read; otherwise decides again on the new
+    /// record. An answer that changes nothing stands on the record as read.
+    async fn update<A>(&self, user: &str, decide: impl Transition<A>) -> Result<A, StoreError> {
+        let key = session_key(user);
+        for _ in 0..MAX_ATTEMPTS {
+            let mut conn = self.connection.clone();
+            let raw: Option<String> = self
+                .bounded(redis::cmd("GET").arg(&key).query_async(&mut conn))
+                .await?;
+            let current = raw.as_deref().map(|raw| parse(raw, user)).transpose()?;
+            let (change, answer) = decide(current)?;
+            let (action, new) = match change {
+                Change::Keep => return Ok(answer),
+                Change::Put(record) => ("set", record.to_json()),
+                Change::Delete => ("del", String::new()),
+            };
+            let (mode, expected) = match &raw {
+                None => ("absent", ""),
+                Some(raw) => ("equals", raw.as_str()),
+            };
+            let applied: i64 = self
+                .bounded(
+                    self.scripts
+                        .compare_and_set
+                        .key(&key)
+                        .arg(mode)
+                        .arg(expected)
+                        .arg(action)
+                        .arg(new)
+                        .invoke_async(&mut conn),
+                )
+                .await?;
+            if applied == 1 {
+                return Ok(answer);
+            }
+            // Another writer changed the record in between: decide again.
+            tokio::task::yield_now().await;
+        }
+        Err(StoreError::Backend(format!(
+            "the record of {user} changed under {MAX_ATTEMPTS} attempts in a row; try again"
+        )))
     }
 }
 
@@ -254,69 +235,28 @@ impl SessionStore for RedisStore {
     }
 
     async fn insert_new(&self, record: &SessionRecord) -> Result<InsertOutcome, StoreError> {
-        let mut conn = self.connection.clone();
-        let existing: Option<String> = self
-            .bounded(
-                self.scripts
-                    .insert_new
-                    .key(session_key(&record.user_id))
-                    .arg(record.to_json())
-                    .invoke_async(&mut conn),
-            )
-            .await?;
-        match existing {
-            None => Ok(InsertOutcome::Inserted),
-            Some(raw) => Ok(InsertOutcome::Exists(parse(&raw, &record.user_id)?)),
-        }
+        let user = record.user_id.clone();
+        self.update(&user, transition::insert_new(record.clone()))
+            .await
     }
 
     async fn replace_owned(&self, record: &SessionRecord, owner: &str) -> Result<bool, StoreError> {
-        let mut conn = self.connection.clone();
-        let replaced: i64 = self
-            .bounded(
-                self.scripts
-                    .replace_owned
-                    .key(session_key(&record.user_id))
-                    .arg(record.to_json())
-                    .arg(owner)
-                    .invoke_async(&mut conn),
-            )
-            .await?;
-        Ok(replaced == 1)
+        let user = record.user_id.clone();
+        self.update(
+            &user,
+            transition::replace_owned(record.clone(), owner.to_string()),
+        )
+        .await
     }
 
     async fn delete_owned(&self, user: &UserId, owner: &str) -> Result<bool, StoreError> {
-        let mut conn = self.connection.clone();
-        let deleted: i64 = self
-            .bounded(
-                self.scripts
-                    .delete_owned
-                    .key(session_key(user.as_str()))
-                    .arg(owner)
-                    .invoke_async(&mut conn),
-            )
-            .await?;
-        Ok(deleted == 1)
+        self.update(user.as_str(), transition::delete_owned(owner.to_string()))
+            .await
     }
 
     async fn heartbeat(&self, user: &UserId, now_ms: u64) -> Result<HeartbeatOutcome, StoreError> {
-        let mut conn = self.connection.clone();
-        let answer: Option<(String, String)> = self
-            .bounded(
-                self.scripts
-                    .heartbeat
-                    .key(session_key(user.as_str()))
-                    .arg(now_ms)
-                    .invoke_async(&mut conn),
-            )
-            .await?;
-        Ok(match answer {
-            None => HeartbeatOutcome::Missing,
-            Some((tag, raw)) if tag == "U" => {
-                HeartbeatOutcome::Updated(parse(&raw, user.as_str())?)
-            }
-            Some((_, raw)) => HeartbeatOutcome::NotActive(parse(&raw, user.as_str())?),
-        })
+        self.update(user.as_str(), transition::heartbeat(now_ms))
+            .await
     }
 
     async fn renew_lease(
@@ -325,18 +265,11 @@ impl SessionStore for RedisStore {
         owner: &str,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.connection.clone();
-        let renewed: i64 = self
-            .bounded(
-                self.scripts
-                    .renew_lease
-                    .key(session_key(user.as_str()))
-                    .arg(owner)
-                    .arg(now_ms)
-                    .invoke_async(&mut conn),
-            )
-            .await?;
-        Ok(renewed == 1)
+        self.update(
+            user.as_str(),
+            transition::renew_lease(owner.to_string(), now_ms),
+        )
+        .await
     }
 
     async fn try_lock(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<bool, StoreError> {
@@ -373,25 +306,8 @@ impl SessionStore for RedisStore {
         user: &UserId,
         claim: &StopClaim,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let (mode, cutoff) = match claim.condition {
-            StopCondition::Active => ("active", 0),
-            StopCondition::IdleBefore(cutoff) => ("idle", cutoff),
-            StopCondition::StuckBefore(cutoff) => ("stuck", cutoff),
-        };
-        let mut conn = self.connection.clone();
-        let claimed: Option<String> = self
-            .bounded(
-                self.scripts
-                    .claim_stop
-                    .key(session_key(user.as_str()))
-                    .arg(mode)
-                    .arg(cutoff)
-                    .arg(&claim.owner)
-                    .arg(claim.now_ms)
-                    .invoke_async(&mut conn),
-            )
-            .await?;
-        claimed.map(|raw| parse(&raw, user.as_str())).transpose()
+        self.update(user.as_str(), transition::claim_stop(claim.clone()))
+            .await
     }
 
     async fn scan(&self, cursor: Option<&str>, batch: usize) -> Result<ScanPage, StoreError> {
