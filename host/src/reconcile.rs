@@ -24,14 +24,13 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Map;
 use tokio::sync::watch;
 
 use crate::config::ReconcileConfig;
 use crate::ids::UserId;
 use crate::plugins::{PluginError, RouteInfo, RouteSpec, VmInfo};
 use crate::session::{SessionError, SessionManager};
-use crate::store::{InsertOutcome, SessionRecord, SessionStatus, StopCondition};
+use crate::store::{SessionRecord, SessionStatus, StopCondition};
 
 /// The store lock passes take turns with.
 pub const LOCK_NAME: &str = "reconcile";
@@ -329,10 +328,8 @@ impl Reconciler {
         }
     }
 
-    /// Removes a VM and/or route of `user`, who had no session record.
-    /// First inserts a `stopping` record held by this pass, so a start for
-    /// the user that begins meanwhile waits for the removal; if the user
-    /// has a record by now, leaves them to it.
+    /// Removes a VM and/or route of `user`, who had no session record
+    /// (unless the user has one by now: then they are that session's).
     async fn remove_orphan(
         &self,
         user: &UserId,
@@ -340,47 +337,18 @@ impl Reconciler {
         route: bool,
         report: &mut ReconcileReport,
     ) {
-        let store = self.manager.store();
-        let now = self.manager.clock().now_ms();
-        let claim = SessionRecord {
-            user_id: user.to_string(),
-            vm_id: user.vm_id(),
-            ip: None,
-            url: None,
-            last_heartbeat: now,
-            status: SessionStatus::Stopping,
-            created_at: now,
-            updated_at: now,
-            owner: self.manager.owner_token(),
-            start_step: None,
-            project_path: None,
-            extra: Map::new(),
-        };
-        match store.insert_new(&claim).await {
-            Ok(InsertOutcome::Inserted) => {}
-            Ok(InsertOutcome::Exists(_)) => return,
-            Err(error) => return self.failed(user, "remove_orphan", &error.into(), report),
-        }
-        let removed = self.manager.tear_down_claimed(user, &claim).await;
-        match removed {
-            Ok(()) => {
+        match self.manager.remove_unowned(user).await {
+            Ok(true) => {
                 if route {
-                    self.acted(
-                        user,
-                        "remove_orphan_route",
-                        "no session record",
-                        &mut report.removed_orphan_routes,
-                    );
+                    let counter = &mut report.removed_orphan_routes;
+                    self.acted(user, "remove_orphan_route", "no session record", counter);
                 }
                 if vm {
-                    self.acted(
-                        user,
-                        "remove_orphan_vm",
-                        "no session record",
-                        &mut report.removed_orphan_vms,
-                    );
+                    let counter = &mut report.removed_orphan_vms;
+                    self.acted(user, "remove_orphan_vm", "no session record", counter);
                 }
             }
+            Ok(false) => {}
             Err(error) => self.failed(user, "remove_orphan", &error, report),
         }
     }

@@ -76,7 +76,8 @@ impl SessionSettings {
         }
     }
 
-    fn service_port(&self) -> u16 {
+    /// The port sessions are routed to and checked on: the first of `ports`.
+    pub fn service_port(&self) -> u16 {
         self.ports.first().copied().unwrap_or(8080)
     }
 }
@@ -372,15 +373,19 @@ impl SessionManager {
         Ok(Some(claimed))
     }
 
-    /// Tears down a session whose `stopping` record the caller holds (as
-    /// written, with its owner): removes what the record says may exist,
-    /// then the record.
-    pub async fn tear_down_claimed(
-        &self,
-        user: &UserId,
-        claimed: &SessionRecord,
-    ) -> Result<(), SessionError> {
-        self.teardown(user, claimed).await
+    /// Removes `user`'s VM and route, which no session record owns (the
+    /// reconciler found them). First inserts a `stopping` record held by
+    /// this call, so that a start for the user that begins meanwhile waits
+    /// for the removal. Returns `false`, removing nothing, if the user has a
+    /// record by now: then the VM and route are that session's business.
+    pub async fn remove_unowned(&self, user: &UserId) -> Result<bool, SessionError> {
+        let mut claim = self.new_record(user, None);
+        claim.status = SessionStatus::Stopping;
+        if self.store.insert_new(&claim).await? != InsertOutcome::Inserted {
+            return Ok(false);
+        }
+        self.teardown(user, &claim).await?;
+        Ok(true)
     }
 
     fn claim(&self, condition: StopCondition) -> StopClaim {
@@ -392,6 +397,14 @@ impl SessionManager {
     }
 
     fn starting_record(&self, user: &UserId, project: &Path) -> SessionRecord {
+        let mut record = self.new_record(user, project.to_str());
+        record.start_step = Some(StartStep::Claimed);
+        record
+    }
+
+    /// A `starting` record of `user`, held by a new owner token, with no
+    /// address or URL yet.
+    fn new_record(&self, user: &UserId, project_path: Option<&str>) -> SessionRecord {
         let now = self.clock.now_ms();
         SessionRecord {
             user_id: user.to_string(),
@@ -403,8 +416,8 @@ impl SessionManager {
             created_at: now,
             updated_at: now,
             owner: self.owners.next(),
-            start_step: Some(StartStep::Claimed),
-            project_path: project.to_str().map(str::to_string),
+            start_step: None,
+            project_path: project_path.map(str::to_string),
             extra: Map::new(),
         }
     }
