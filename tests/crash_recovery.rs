@@ -62,24 +62,10 @@ const KILL_POINTS: [KillPoint; 4] = [
 /// The host's configuration: Redis, a one-second lease, and the Reaper and
 /// reconciler as `background` says.
 fn config_toml(dir: &Path, port: u16, redis: &str, background: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-[store]
-redis_url = "{redis}"
-[session]
-lease = "1s"
-start_timeout = "60s"
-{background}
-[plugins]
-dir = "{plugins}"
-cache_dir = "{cache}"
-"#,
-        data = dir.join("data").display(),
-        plugins = vessel_tests::plugin_dir().display(),
-        cache = vessel_tests::shared_cache_dir().display(),
-    )
+    let tables = format!(
+        "[store]\nredis_url = \"{redis}\"\n[session]\nlease = \"1s\"\nstart_timeout = \"60s\"\n{background}"
+    );
+    vessel_tests::host_config_toml(dir, port, "", &tables)
 }
 
 /// Background tasks that clean up on their own: a reconciliation pass at

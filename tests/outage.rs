@@ -91,38 +91,10 @@ impl Load {
 /// A `vessel serve` configuration on Redis with a short store timeout and
 /// reconciliation off (the Reaper stays on, as in production).
 fn config_toml(dir: &Path, port: u16, redis_url: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-
-[store]
-redis_url = "{redis_url}"
-timeout = "500ms"
-
-[reconcile]
-enabled = false
-
-[plugins]
-dir = "{plugins}"
-cache_dir = "{cache}"
-"#,
-        data = dir.join("data").display(),
-        plugins = vessel_tests::plugin_dir().display(),
-        cache = vessel_tests::shared_cache_dir().display(),
-    )
-}
-
-/// Whether process `pid` exists and has not exited (a zombie has).
-fn process_is_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name in parentheses.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => false,
-    }
+    let tables = format!(
+        "[store]\nredis_url = \"{redis_url}\"\ntimeout = \"500ms\"\n[reconcile]\nenabled = false"
+    );
+    vessel_tests::host_config_toml(dir, port, "", &tables)
 }
 
 /// Twenty sessions on the real `vessel` binary, five tasks heartbeating and
@@ -314,7 +286,7 @@ async fn a_redis_outage_under_load_answers_503_and_service_returns_without_a_res
 
     // The same host process served throughout; it never crashed.
     assert_eq!(host.pid(), pid);
-    assert!(process_is_running(pid), "{}", host.log_text());
+    assert!(vessel_tests::process_is_running(pid), "{}", host.log_text());
     let log = host.log_text();
     assert!(!log.contains("panicked"), "{log}");
     // The operator sees the outage begin and end, not a line per failed

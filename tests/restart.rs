@@ -9,19 +9,7 @@ use vessel_tests::{
 };
 
 fn config_toml(dir: &std::path::Path, port: u16, store: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-{store}
-[plugins]
-dir = "{plugins}"
-cache_dir = "{cache}"
-"#,
-        data = dir.join("data").display(),
-        plugins = vessel_tests::plugin_dir().display(),
-        cache = vessel_tests::shared_cache_dir().display(),
-    )
+    vessel_tests::host_config_toml(dir, port, "", store)
 }
 
 async fn session_survives_a_host_restart(store: &str) {

@@ -12,32 +12,11 @@ use serde_json::Value;
 use vessel_tests::{HostProcess, MockState, RedisServer, eventually, free_port, project_dir};
 
 /// The configuration of a host on `port` with its data under `dir/data` and
-/// the mock plugins; `top`, `session` and `vm` are TOML added at the top
-/// level (before any table), in `[session]` and in `[plugins.vm]`. The VM
-/// driver's table is spelled out in full (path, liveness, state directory),
-/// since a `[plugins.vm]` table replaces the default one.
+/// the mock plugins; `top` is TOML placed first (top-level keys, then any
+/// tables), `session` and `vm` go in `[session]` and `[plugins.vm]`.
 fn config_toml(dir: &Path, port: u16, top: &str, session: &str, vm: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-{top}
-[session]
-{session}
-[plugins]
-dir = "{plugins}"
-cache_dir = "{cache}"
-[plugins.vm]
-path = "mock_vm.wasm"
-liveness = "inspect"
-{vm}
-[plugins.vm.grants]
-dirs = [{{ host = "{{data_dir}}/mock-vm", guest = "/state", read_only = false }}]
-"#,
-        data = dir.join("data").display(),
-        plugins = vessel_tests::plugin_dir().display(),
-        cache = vessel_tests::shared_cache_dir().display(),
-    )
+    let tables = format!("[session]\n{session}\n{}", vessel_tests::mock_vm_table(vm));
+    vessel_tests::host_config_toml(dir, port, top, &tables)
 }
 
 /// The mock VM's and mock proxy's state under `dir/data`.
@@ -84,26 +63,12 @@ fn send_sigterm(host: &HostProcess) {
     assert!(sent.success(), "kill -TERM {} failed", host.pid());
 }
 
-/// Whether process `pid` has exited (it is a zombie until it is waited
-/// for, or gone).
-fn has_exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state follows the command name, which is in parentheses.
-        Ok(stat) => matches!(
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.trim_start().chars().next()),
-            Some('Z' | 'X')
-        ),
-        Err(_) => true,
-    }
-}
-
 /// Waits (at most `bound`) for the host to exit after a signal and returns
 /// its exit code; kills it and fails the test past the bound.
 async fn wait_for_exit(host: &mut HostProcess, bound: Duration) -> Option<i32> {
     let pid = host.pid();
     let deadline = Instant::now() + bound;
-    while !has_exited(pid) {
+    while vessel_tests::process_is_running(pid) {
         if Instant::now() >= deadline {
             host.kill();
             panic!(

@@ -85,31 +85,13 @@ fn abandoned(index: usize) -> bool {
 /// between records and drivers, and this test must see any the request
 /// paths and the Reaper leave behind.
 fn config_toml(dir: &Path, port: u16, redis_url: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:{port}"
-data_dir = "{data}"
-[store]
-redis_url = "{redis_url}"
-[reaper]
-interval = "500ms"
-idle_timeout = "{IDLE_TIMEOUT}"
-[reconcile]
-enabled = false
-[plugins]
-dir = "{plugins}"
-cache_dir = "{cache}"
-[plugins.vm]
-path = "mock_vm.wasm"
-liveness = "inspect"
-settings = {{ boot_delay_ms = 50 }}
-[plugins.vm.grants]
-dirs = [{{ host = "{{data_dir}}/mock-vm", guest = "/state", read_only = false }}]
-"#,
-        data = dir.join("data").display(),
-        plugins = vessel_tests::plugin_dir().display(),
-        cache = vessel_tests::shared_cache_dir().display(),
-    )
+    let tables = format!(
+        "[store]\nredis_url = \"{redis_url}\"\n\
+         [reaper]\ninterval = \"500ms\"\nidle_timeout = \"{IDLE_TIMEOUT}\"\n\
+         [reconcile]\nenabled = false\n{}",
+        vessel_tests::mock_vm_table("settings = { boot_delay_ms = 50 }")
+    );
+    vessel_tests::host_config_toml(dir, port, "", &tables)
 }
 
 /// What the workers did and what went wrong.

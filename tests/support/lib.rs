@@ -532,6 +532,59 @@ impl Api {
     }
 }
 
+/// A configuration file for the real binary: listening on `port`, data
+/// under `dir/data`, the built plugins and the shared compile cache. `top`
+/// is TOML placed first (top-level keys must be in it, before any table),
+/// `tables` follows it (`[store]`, `[session]`, `[plugins.vm]`, ...; not
+/// `[plugins]`, which this writes).
+pub fn host_config_toml(dir: &Path, port: u16, top: &str, tables: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+{top}
+{tables}
+[plugins]
+dir = "{plugins}"
+cache_dir = "{cache}"
+"#,
+        data = dir.join("data").display(),
+        plugins = plugin_dir().display(),
+        cache = shared_cache_dir().display(),
+    )
+}
+
+/// The `[plugins.vm]` table of the mock VM with `settings` (TOML lines such
+/// as `call_timeout = "60s"` or `settings = { boot_delay_ms = 50 }`). A
+/// `[plugins.vm]` table replaces the default one, so this spells out the
+/// rest of it: the component, inspect liveness and the state directory.
+pub fn mock_vm_table(settings: &str) -> String {
+    format!(
+        r#"
+[plugins.vm]
+path = "mock_vm.wasm"
+liveness = "inspect"
+{settings}
+[plugins.vm.grants]
+dirs = [{{ host = "{{data_dir}}/mock-vm", guest = "/state", read_only = false }}]
+"#
+    )
+}
+
+/// Whether process `pid` exists and has not exited (a zombie has: it stays
+/// in the process table until it is waited for).
+pub fn process_is_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name, which is in parentheses.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X') | None
+        ),
+        Err(_) => false,
+    }
+}
+
 /// The real `vessel` binary, run as a child process with a config file.
 pub struct HostProcess {
     child: Option<Child>,
