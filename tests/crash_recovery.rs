@@ -268,11 +268,10 @@ async fn a_completed_session_survives_a_kill_and_a_reconciling_restart() {
         "two reconciliation passes",
         || async {
             let metrics = host.api().get_text("/metrics").await;
-            let passes = metrics
-                .lines()
-                .find(|line| line.starts_with("vessel_reconcile_passes_total{result=\"ok\"}"))
-                .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
-                .unwrap_or(0);
+            let passes = vessel_tests::metric_value(
+                &metrics,
+                r#"vessel_reconcile_passes_total{result="ok"}"#,
+            );
             (passes >= 2).then_some(())
         },
     )

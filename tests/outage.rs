@@ -299,6 +299,20 @@ async fn a_redis_outage_under_load_answers_503_and_service_returns_without_a_res
     );
     let health = api.get("/healthz").await;
     assert_eq!(health.status, 200, "{:?}", health.body);
+    // Every 503 the load saw is counted in /metrics, by endpoint.
+    let metrics = api.get_text("/metrics").await;
+    for (op, endpoint) in [("heartbeat", "heartbeat"), ("status", "status")] {
+        let seen = samples
+            .iter()
+            .filter(|s| s.op == op && s.status == 503)
+            .count() as u64;
+        let series = format!(r#"vessel_api_responses_total{{endpoint="{endpoint}",status="503"}}"#);
+        assert_eq!(
+            vessel_tests::metric_value(&metrics, &series),
+            seen,
+            "{metrics}"
+        );
+    }
 
     // No session was lost or replaced.
     for (user, url) in &urls {

@@ -43,13 +43,6 @@ fn vm_spec(id: &str) -> vessel::plugins::VmSpec {
     }
 }
 
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
-        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A VM and a route named for a user with no session are removed; a VM
 /// not named the way Vessel names them is left alone; every action is
 /// counted in `/metrics`.
@@ -86,14 +79,14 @@ async fn vms_and_routes_without_a_session_are_removed_and_foreign_ones_kept() {
 
     let metrics = host.api().get_text("/metrics").await;
     assert_eq!(
-        metric(
+        vessel_tests::metric_value(
             &metrics,
             r#"vessel_reconcile_actions_total{action="remove_orphan_vm"}"#
         ),
         1
     );
     assert_eq!(
-        metric(
+        vessel_tests::metric_value(
             &metrics,
             r#"vessel_reconcile_actions_total{action="remove_orphan_route"}"#
         ),

@@ -12,6 +12,10 @@ use std::sync::Mutex;
 /// Every counter a host keeps, with its help text, in the order served.
 pub const COUNTERS: &[(&str, &str)] = &[
     (
+        "vessel_api_responses_total",
+        "API answers, by endpoint and HTTP status (503: the store is unreachable; 502: a driver failed).",
+    ),
+    (
         "vessel_starts_total",
         "Starts answered, by result: hit (the session ran), created, failed.",
     ),

@@ -532,6 +532,16 @@ impl Api {
     }
 }
 
+/// The value of one series in a `/metrics` text, e.g.
+/// `metric_value(&text, r#"vessel_takeovers_total"#)` or with its labels;
+/// 0 when the series is absent.
+pub fn metric_value(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A configuration file for the real binary: listening on `port`, data
 /// under `dir/data`, the built plugins and the shared compile cache. `top`
 /// is TOML placed first (top-level keys must be in it, before any table),
