@@ -19,6 +19,10 @@ use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::RedisStore;
 use crate::store::{SessionStore, StoreError};
 
+/// How long the last answers (503 `shutting_down`) may take to be written
+/// once the grace is over.
+const ANSWER_FLUSH: Duration = Duration::from_millis(500);
+
 /// The longest a shutdown waits for the Reaper's sweep or the reconciler's
 /// pass in progress once the requests are done (never past the grace).
 const BACKGROUND_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -103,7 +107,13 @@ impl App {
             let reconciler = Reconciler::new(self.manager.clone(), self.config.reconcile.clone());
             background.push(("reconciler", tokio::spawn(reconciler.run(stop_rx.clone()))));
         }
-        let router = api::router(self.manager.clone());
+        // At the end of the grace, requests still in flight answer 503
+        // `shutting_down` instead of losing their connection.
+        let (grace_over_tx, grace_over_rx) = watch::channel(false);
+        let router = api::router(self.manager.clone()).layer(axum::middleware::from_fn_with_state(
+            (grace_over_rx, self.config.shutdown_grace),
+            answer_before_exit,
+        ));
         tracing::info!(listen = %listener.local_addr()?, store = self.manager.store().kind(), "vessel serving");
 
         // The signal stops the background tasks at once (no new sweep or
@@ -119,6 +129,7 @@ impl App {
                 let _ = signalled_tx.send(Some(Instant::now()));
             })
             .into_future();
+        tokio::pin!(server);
         let grace = self.config.shutdown_grace;
         let signal_time = signalled.clone();
         let grace_over = async move {
@@ -133,15 +144,20 @@ impl App {
             }
         };
         let (served, deadline) = tokio::select! {
-            served = server => {
+            served = &mut server => {
                 let signalled_at = *signal_time.borrow();
                 let end_of_grace = signalled_at.map_or(Instant::now() + grace, |at| at + grace);
                 (served, end_of_grace.min(Instant::now() + BACKGROUND_STOP_GRACE))
             }
             () = grace_over => {
-                tracing::warn!(?grace, "requests still in flight after the shutdown grace; exiting anyway \
+                tracing::warn!(?grace, "requests still in flight after the shutdown grace; answering them 503 \
                     (their starts are taken over once their lease expires)");
-                (Ok(()), Instant::now())
+                let _ = grace_over_tx.send(true);
+                let served = match tokio::time::timeout(ANSWER_FLUSH, &mut server).await {
+                    Ok(served) => served,
+                    Err(_) => Ok(()),
+                };
+                (served, Instant::now())
             }
         };
         let _ = stop_tx.send(true);
@@ -157,6 +173,25 @@ impl App {
             }
         }
         served
+    }
+}
+
+/// Runs a request, or answers 503 `shutting_down` if the shutdown grace ends
+/// first (the request's work is dropped).
+async fn answer_before_exit(
+    axum::extract::State((mut grace_over, grace)): axum::extract::State<(
+        watch::Receiver<bool>,
+        Duration,
+    )>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tokio::select! {
+        response = next.run(request) => response,
+        Ok(_) = grace_over.wait_for(|over| *over) => {
+            api::ApiError::shutting_down(grace).into_response()
+        }
     }
 }
 

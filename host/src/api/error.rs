@@ -35,6 +35,21 @@ struct ErrorDetail<'a> {
 }
 
 impl ApiError {
+    /// The answer to a request the host cut off at the end of its shutdown
+    /// grace: 503, so the caller retries (on another host, or this one once
+    /// it is back). A start cut off this way is finished or undone by
+    /// whichever host takes over its lease.
+    pub fn shutting_down(grace: std::time::Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            format!(
+                "this host is shutting down and could not finish the request within its \
+                 {grace:?} grace; retry it"
+            ),
+        )
+    }
+
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
