@@ -1,7 +1,8 @@
 //! The seed's validation test, end to end: the real `vessel` binary with a
 //! real Redis, the ignite driver on the ignite stand-in (VMs that take two
 //! seconds to boot and serve HTTP on their 127.61.0.x address), and the
-//! nginx driver in front of a real nginx.
+//! nginx driver in front of a real nginx; reconciliation at start-up first
+//! removes a VM left over from an earlier run.
 
 use std::time::Duration;
 
@@ -81,8 +82,27 @@ command = {nginx_command}
         routes = nginx.routes.display(),
         nginx_command = toml_list(&nginx.command()),
     );
+    // Left over from an earlier run: a VM named the way Vessel names them
+    // but with no session, and one that is not Vessel's.
+    for name in ["user-ghost-session", "web-1"] {
+        let (code, out, err) = ignite.run(&["run", "weaveworks/ignite-ubuntu", "--name", name]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
     let host = HostProcess::start(dir.path(), &config, port, "vessel.log").await;
     let api = host.api();
+
+    // 0. Reconciliation at start-up removes the leftover, and only it.
+    eventually(
+        Duration::from_secs(20),
+        "the leftover VM to be removed",
+        || async { (ignite.ps_names() == ["web-1"]).then_some(()) },
+    )
+    .await;
+    assert!(
+        host.log_text().contains("remove_orphan_vm"),
+        "{}",
+        host.log_text()
+    );
 
     // 1. Start User A: the VM boots; the URL answers through nginx.
     let cold = api.start("User-A", &project).await;
@@ -110,7 +130,12 @@ command = {nginx_command}
     assert_eq!(hit.status, 200);
     assert_eq!(hit.body["reused"], true);
     assert_eq!(hit.body["url"], url.as_str());
-    assert_eq!(ignite.count("run"), 1, "{:?}", ignite.calls());
+    let runs_of_user_a = ignite
+        .calls()
+        .iter()
+        .filter(|call| call[0] == "run" && call.contains(&"user-.user-.a-session".to_string()))
+        .count();
+    assert_eq!(runs_of_user_a, 1, "{:?}", ignite.calls());
     assert_eq!(
         ignite.calls().len(),
         calls_before_hit,
@@ -137,7 +162,7 @@ command = {nginx_command}
         || async { redis.get_json("session:User-A").is_none().then_some(()) },
     )
     .await;
-    assert!(ignite.ps_names().is_empty(), "{:?}", ignite.ps_names());
+    assert_eq!(ignite.ps_names(), ["web-1"]);
     assert!(
         !listening(&ip, ignite.http_port),
         "the VM's server is still up"
