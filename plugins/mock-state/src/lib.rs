@@ -218,13 +218,19 @@ impl StateDir {
         // Named by the time in nanoseconds, then a suffix unique to this
         // writer: sorted names are call order, and no writer ever has to
         // look at what the others wrote (O(1) however long the record is).
+        // Written whole under a `.tmp` name that readers skip, then renamed:
+        // a reader never sees a half-written record, and a host killed in
+        // the middle of the write leaves only an ignored `.tmp` file.
+        let calls = self.root.join("calls");
         loop {
-            let path = self
-                .root
-                .join("calls")
-                .join(format!("{}.json", unique_suffix()));
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut file) => return file.write_all(&bytes),
+            let name = unique_suffix();
+            let tmp = calls.join(format!("{name}.json.tmp"));
+            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+                Ok(mut file) => {
+                    file.write_all(&bytes)?;
+                    drop(file);
+                    return fs::rename(&tmp, calls.join(format!("{name}.json")));
+                }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             }
@@ -238,6 +244,11 @@ pub fn read_calls(root: &Path) -> io::Result<Vec<CallRecord>> {
     let mut files: Vec<PathBuf> = match fs::read_dir(root.join("calls")) {
         Ok(dir) => dir
             .map(|entry| entry.map(|e| e.path()))
+            .filter(|path| {
+                // Only finished records: a `.json.tmp` is still being written.
+                path.as_ref()
+                    .map_or(true, |p| p.extension().is_some_and(|ext| ext == "json"))
+            })
             .collect::<io::Result<_>>()?,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -458,6 +469,44 @@ mod tests {
         }
         let calls = read_calls(&state.root).unwrap();
         assert_eq!(calls.len(), 200);
+    }
+
+    #[test]
+    fn the_call_record_reads_whole_while_calls_are_recorded() {
+        let state = temp_state("calls-read-while-writing");
+        let writer = {
+            let state = state.clone();
+            std::thread::spawn(move || {
+                for j in 0..300 {
+                    state
+                        .record_call("create", &format!("u-{j}"), "ok")
+                        .unwrap();
+                }
+            })
+        };
+        let mut seen = 0;
+        while !writer.is_finished() {
+            let calls = read_calls(&state.root).expect("a whole record at every read");
+            assert!(calls.len() >= seen, "the record only grows");
+            seen = calls.len();
+        }
+        writer.join().unwrap();
+        assert_eq!(read_calls(&state.root).unwrap().len(), 300);
+    }
+
+    #[test]
+    fn a_record_cut_off_while_being_written_is_not_read() {
+        let state = temp_state("calls-cut-off");
+        state.record_call("create", "u-1", "ok").unwrap();
+        // What a writer killed between creating and filling its file leaves.
+        fs::write(
+            state.root.join("calls/00000000000000000001-0.json.tmp"),
+            b"",
+        )
+        .unwrap();
+        let calls = read_calls(&state.root).unwrap();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].target, "u-1");
     }
 
     #[test]

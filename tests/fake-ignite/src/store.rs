@@ -128,7 +128,8 @@ impl Store {
             .create(true)
             .append(true)
             .open(self.root.join("calls.jsonl"))?;
-        writeln!(file, "{line}")
+        // One write of the whole line, so a reader never sees half of it.
+        file.write_all(format!("{line}\n").as_bytes())
     }
 }
 
