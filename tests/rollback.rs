@@ -2,9 +2,19 @@
 //! dangling route, no half record. A failed stop is retried by the Reaper.
 //! Failures are injected into the mock plugins at each step.
 
+use std::path::Path;
 use std::time::Duration;
 
 use vessel_tests::{TestHost, eventually, project_dir, test_config};
+
+/// A host in `dir` whose starts time out after half a second and whose
+/// leases expire after 0.6 s, so the Reaper takes over abandoned work quickly.
+async fn host_with_short_deadlines(dir: &Path) -> TestHost {
+    let mut config = test_config(&dir.join("data"), None);
+    config.session.start_timeout = Duration::from_millis(500);
+    config.session.lease = Duration::from_millis(600);
+    TestHost::start(config).await
+}
 
 /// Injects `fault` into `op` (on the mock VM or proxy), starts a session,
 /// and checks the error code and that nothing is left behind; then clears
@@ -102,10 +112,7 @@ async fn a_failed_stop_is_retried_by_the_reaper_until_it_succeeds() {
 
 async fn failed_stop_is_retried(op: &str, on_proxy: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&dir.path().join("data"), None);
-    config.session.start_timeout = Duration::from_millis(500);
-    config.session.lease = Duration::from_millis(600);
-    let host = TestHost::start(config).await;
+    let host = host_with_short_deadlines(dir.path()).await;
     let api = host.api();
     assert_eq!(
         api.start("gus", &project_dir(dir.path(), "p")).await.status,
@@ -141,10 +148,7 @@ async fn failed_stop_is_retried(op: &str, on_proxy: bool) {
 #[tokio::test]
 async fn a_failed_rollback_is_finished_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&dir.path().join("data"), None);
-    config.session.start_timeout = Duration::from_millis(500);
-    config.session.lease = Duration::from_millis(600);
-    let host = TestHost::start(config).await;
+    let host = host_with_short_deadlines(dir.path()).await;
     let api = host.api();
     host.routes().inject("add-route", "failed: proxy refused");
     host.vms().inject("remove", "unavailable: hypervisor busy");
@@ -172,10 +176,7 @@ async fn a_failed_rollback_is_finished_by_the_reaper() {
 #[tokio::test]
 async fn a_start_abandoned_by_a_dead_host_is_cleaned_up_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(&dir.path().join("data"), None);
-    config.session.start_timeout = Duration::from_millis(500);
-    config.session.lease = Duration::from_millis(600);
-    let host = TestHost::start(config).await;
+    let host = host_with_short_deadlines(dir.path()).await;
     let api = host.api();
     // A start got as far as a VM and a route, then its host died: the
     // record says `starting`, held by an owner that will never come back.
