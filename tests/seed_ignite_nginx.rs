@@ -91,18 +91,17 @@ command = {nginx_command}
     let host = HostProcess::start(dir.path(), &config, port, "vessel.log").await;
     let api = host.api();
 
-    // 0. Reconciliation at start-up removes the leftover, and only it.
+    // 0. Reconciliation at start-up removes the leftover, and only it, and
+    // logs why. The log line follows the removal, so both are awaited.
     eventually(
         Duration::from_secs(20),
-        "the leftover VM to be removed",
-        || async { (ignite.ps_names() == ["web-1"]).then_some(()) },
+        "the leftover VM to be removed and the removal logged",
+        || async {
+            let removed = ignite.ps_names() == ["web-1"];
+            (removed && host.log_text().contains("remove_orphan_vm")).then_some(())
+        },
     )
     .await;
-    assert!(
-        host.log_text().contains("remove_orphan_vm"),
-        "{}",
-        host.log_text()
-    );
 
     // 1. Start User A: the VM boots; the URL answers through nginx.
     let cold = api.start("User-A", &project).await;
@@ -175,8 +174,11 @@ command = {nginx_command}
         }
     })
     .await;
-    assert!(
+    // The Reaper logs its event once the stop is done, so it is awaited too.
+    eventually(Duration::from_secs(5), "the reaper's log line", || async {
         host.log_text()
             .contains("Reaper killed zombie session for User User-A")
-    );
+            .then_some(())
+    })
+    .await;
 }
