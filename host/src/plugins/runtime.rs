@@ -262,13 +262,20 @@ impl LoadedPlugin {
         store.limiter(|state| &mut state.limiter);
         // Wasm code yields to the executor at every epoch tick, so a busy
         // loop never holds a tokio worker; past the deadline it is stopped.
+        // The yield is tokio's own, which lets the runtime poll its I/O
+        // before resuming the plugin: a plain wake-up would put the plugin
+        // straight back in the run queue, and a looping plugin would delay
+        // every socket the host serves.
         let deadline = Instant::now() + self.call_timeout;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             if Instant::now() >= deadline {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                Ok(UpdateDeadline::Yield(1))
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         Ok((
