@@ -156,6 +156,44 @@ async fn a_missing_route_of_a_live_session_is_restored() {
     host.shutdown().await;
 }
 
+/// A session whose record changed after the drivers were listed (a start
+/// that finished during the pass) is left to the next pass: the listing may
+/// predate its route, so restoring it would be a repair of nothing.
+#[tokio::test]
+async fn a_session_that_changed_during_the_pass_is_left_to_the_next_one() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (host, _) = host(&redis, dir.path()).await;
+    let project = project_dir(dir.path(), "p");
+    assert_eq!(host.api().start("fresh", &project).await.status, 200);
+    host.manager
+        .proxy()
+        .remove_route("user-fresh-session")
+        .await
+        .unwrap();
+    // The record reads as written after any listing this pass can take.
+    let mut record = redis.get_json("session:fresh").unwrap();
+    let written = record["updatedAt"].as_u64().unwrap();
+    record["updatedAt"] = json!(written + 3_600_000);
+    redis.set_json("session:fresh", &record);
+
+    let report = pass(&host).await;
+    assert_eq!(report.changed_during_pass, 1, "{report:?}");
+    assert!(!report.acted(), "{report:?}");
+    assert!(host.routes().items().is_empty());
+
+    // Once the record predates the listing, the next pass repairs it.
+    record["updatedAt"] = json!(written);
+    redis.set_json("session:fresh", &record);
+    let report = pass(&host).await;
+    assert_eq!(report.restored_routes, 1, "{report:?}");
+    assert_eq!(
+        host.routes().items(),
+        vec!["user-fresh-session".to_string()]
+    );
+    host.shutdown().await;
+}
+
 /// A start in progress on a live host is adopted (left alone), even though
 /// its VM has no active session yet; once that start's lease expires
 /// without renewal (its host died), a pass takes it over and undoes it.
@@ -184,7 +222,6 @@ async fn starts_in_progress_are_left_alone_and_abandoned_ones_taken_over() {
     assert_eq!(report.adopted, 1, "{report:?}");
     assert!(!report.acted(), "{report:?}");
     assert_eq!(vms.items(), vec!["user-busy-session".to_string()]);
-    pending.abort();
 
     // Abandoned: a record held by a dead host since long before the lease,
     // with a VM it had made.
@@ -206,8 +243,10 @@ async fn starts_in_progress_are_left_alone_and_abandoned_ones_taken_over() {
     assert_eq!(report.taken_over, 1, "{report:?}");
     assert!(redis.get_json("session:gone").is_none());
     assert!(!vms.items().contains(&"user-gone-session".to_string()));
-    // The busy start is still its host's.
+    // The busy start is still its host's: its request is still open, so its
+    // lease is still renewed.
     assert!(vms.items().contains(&"user-busy-session".to_string()));
+    pending.abort();
     vms.clear("copy-to");
     host.shutdown().await;
 }

@@ -12,6 +12,7 @@
 //! | a start or stop whose holder is alive | adopts it: leaves its VM and route alone |
 //! | an active session whose VM is gone | removes its route and record (`clean_lost_session`) |
 //! | an active session whose VM runs but whose route is missing | adds the route again (`restore_route`) |
+//! | an active session whose record changed after the listing | leaves it to the next pass: the listing may predate its VM or route |
 //!
 //! Every change goes through the same atomic store claims as starts and
 //! stops (an orphan is removed only after the pass inserts a `stopping`
@@ -82,6 +83,10 @@ pub struct ReconcileReport {
     pub taken_over: usize,
     /// Starts and stops in progress on a live host, left to it.
     pub adopted: usize,
+    /// Active sessions whose record changed after the drivers were listed
+    /// (a start that finished, a heartbeat): the listing may predate their
+    /// VM or route, so the next pass checks them.
+    pub changed_during_pass: usize,
     /// Repairs that failed (retried by the next pass).
     pub failed: usize,
 }
@@ -97,6 +102,16 @@ impl ReconcileReport {
             + self.failed
             > 0
     }
+}
+
+/// What the drivers listed for one user, and when.
+struct Listing {
+    /// The user's VM, if the VM driver listed one.
+    vm: Option<VmInfo>,
+    /// Whether the proxy driver listed the user's route.
+    has_route: bool,
+    /// When the listing was taken (ms since the epoch, before the calls).
+    taken_at: u64,
 }
 
 /// The reconciliation task of one host.
@@ -163,6 +178,7 @@ impl Reconciler {
         let mut report = ReconcileReport::default();
         // The drivers first, then the records: a VM or route listed here
         // existed before any record the scan below could miss was written.
+        let listed_at = self.manager.clock().now_ms();
         let mut vms: BTreeMap<UserId, VmInfo> =
             vessel_owned(self.manager.vm().list_vms().await?, |vm: &VmInfo| &vm.vm_id);
         let mut routes: BTreeMap<UserId, RouteInfo> = vessel_owned(
@@ -190,7 +206,12 @@ impl Reconciler {
                 report.records += 1;
                 let vm = vms.remove(&user);
                 let route = routes.remove(&user);
-                self.check_session(&user, record, vm, route.is_some(), &mut report)
+                let listing = Listing {
+                    vm,
+                    has_route: route.is_some(),
+                    taken_at: listed_at,
+                };
+                self.check_session(&user, record, listing, &mut report)
                     .await;
             }
             match page.next {
@@ -224,8 +245,7 @@ impl Reconciler {
         &self,
         user: &UserId,
         record: SessionRecord,
-        vm: Option<VmInfo>,
-        has_route: bool,
+        listing: Listing,
         report: &mut ReconcileReport,
     ) {
         match record.status {
@@ -245,9 +265,14 @@ impl Reconciler {
                     Err(error) => self.failed(user, "take_over", &error, report),
                 }
             }
-            SessionStatus::Active => match vm {
+            SessionStatus::Active if record.updated_at > listing.taken_at => {
+                report.changed_during_pass += 1;
+            }
+            SessionStatus::Active => match listing.vm {
                 None => self.clean_if_lost(user, &record, report).await,
-                Some(vm) if !has_route => self.restore_route(user, &record, &vm, report).await,
+                Some(vm) if !listing.has_route => {
+                    self.restore_route(user, &record, &vm, report).await
+                }
                 Some(_) => {}
             },
         }
