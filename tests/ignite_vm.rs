@@ -8,7 +8,7 @@ use vessel::config::Config;
 use vessel::plugins::{DriverError, PluginError, PluginRuntime, VmDriver, VmSpec, VmState};
 use vessel_tests::ignite::{FakeIgnite, listening};
 use vessel_tests::proxies::fetch;
-use vessel_tests::{plugin, project_dir, shared_cache_dir, test_config};
+use vessel_tests::{eventually, plugin, project_dir, shared_cache_dir, test_config};
 
 fn ignite_config(dir: &std::path::Path, ignite: &FakeIgnite) -> Config {
     let mut config = test_config(&dir.join("data"), None);
@@ -71,8 +71,16 @@ async fn a_vm_lives_through_run_cp_inspect_ps_and_rm() {
         .copy_to(vm_id, project.to_str().unwrap(), "/workspace")
         .await
         .unwrap();
-    let served = fetch(&format!("http://{ip}:{}/README.md", ignite.http_port), None).await;
-    assert_eq!(served, Some((200, "project project\n".to_string())));
+    let readme = format!("http://{ip}:{}/README.md", ignite.http_port);
+    eventually(
+        Duration::from_secs(10),
+        "the VM to serve the project",
+        || async {
+            let served = fetch(&readme, None).await;
+            (served == Some((200, "project project\n".to_string()))).then_some(())
+        },
+    )
+    .await;
 
     let inspected = driver.inspect(vm_id).await.unwrap().unwrap();
     assert_eq!(inspected.ip.as_deref(), Some(ip.as_str()));
@@ -84,10 +92,13 @@ async fn a_vm_lives_through_run_cp_inspect_ps_and_rm() {
 
     driver.remove(vm_id).await.unwrap();
     assert!(ignite.ps_names().is_empty());
-    assert!(
-        !listening(&ip, ignite.http_port),
-        "the VM's server survived rm"
-    );
+    // The server's socket closes as its process exits, a moment after rm.
+    eventually(
+        Duration::from_secs(5),
+        "the VM's server to stop",
+        || async { (!listening(&ip, ignite.http_port)).then_some(()) },
+    )
+    .await;
     assert_eq!(driver.inspect(vm_id).await.unwrap(), None);
     // Removing an absent VM is a success.
     driver.remove(vm_id).await.unwrap();

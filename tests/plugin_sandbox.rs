@@ -245,12 +245,18 @@ async fn the_host_keeps_answering_while_a_plugin_loops() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = hostile_config(dir.path());
     config.plugins.vm.call_timeout = Duration::from_secs(3);
+    // The session below is the test's own: no Reaper may stop it meanwhile.
+    config.reaper.enabled = false;
     let host = TestHost::start(config).await;
     // An active session whose VM id makes the hostile plugin's inspect loop:
     // the liveness check of a start then spins until its limit.
     let store = host.manager.store().clone();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     let mut record =
-        vessel_tests::store_suite::record("loop", vessel::store::SessionStatus::Active, "", 1);
+        vessel_tests::store_suite::record("loop", vessel::store::SessionStatus::Active, "", now_ms);
     record.vm_id = "loop".into();
     store.insert_new(&record).await.unwrap();
     let project = vessel_tests::project_dir(dir.path(), "p");
@@ -259,7 +265,8 @@ async fn the_host_keeps_answering_while_a_plugin_loops() {
         let api = api.clone();
         async move { api.start("loop", &project).await }
     });
-    // While the plugin spins, the host answers other requests.
+    // While the plugin spins, the host answers other requests, even on this
+    // test's single runtime thread.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!start.is_finished(), "the looping call should still run");
     let health = api.get("/healthz").await;

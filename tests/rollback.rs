@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use vessel_tests::{TestHost, eventually, project_dir, test_config};
 
-/// A host in `dir` whose starts time out after half a second and whose
-/// leases expire after 0.6 s, so the Reaper takes over abandoned work quickly.
-async fn host_with_short_deadlines(dir: &Path) -> TestHost {
+/// A host in `dir` whose leases expire after 1.5 s, so the Reaper takes
+/// over abandoned work quickly (yet a start renewing its lease every 0.5 s
+/// keeps it on a loaded machine).
+async fn host_with_short_leases(dir: &Path) -> TestHost {
     let mut config = test_config(&dir.join("data"), None);
-    config.session.start_timeout = Duration::from_millis(500);
-    config.session.lease = Duration::from_millis(600);
+    config.session.lease = Duration::from_millis(1500);
     TestHost::start(config).await
 }
 
@@ -29,8 +29,10 @@ async fn start_fails_cleanly(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(&dir.path().join("data"), None);
-    config.session.start_timeout = Duration::from_secs(2);
-    config.session.lease = Duration::from_secs(3);
+    // Long enough for create and copy on a loaded machine, so that a hang
+    // in add-route is what the deadline cuts off.
+    config.session.start_timeout = Duration::from_secs(4);
+    config.session.lease = Duration::from_secs(6);
     let host = TestHost::start(config).await;
     let api = host.api();
     let project = project_dir(dir.path(), "p");
@@ -112,7 +114,7 @@ async fn a_failed_stop_is_retried_by_the_reaper_until_it_succeeds() {
 
 async fn failed_stop_is_retried(op: &str, on_proxy: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let host = host_with_short_deadlines(dir.path()).await;
+    let host = host_with_short_leases(dir.path()).await;
     let api = host.api();
     assert_eq!(
         api.start("gus", &project_dir(dir.path(), "p")).await.status,
@@ -148,7 +150,7 @@ async fn failed_stop_is_retried(op: &str, on_proxy: bool) {
 #[tokio::test]
 async fn a_failed_rollback_is_finished_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
-    let host = host_with_short_deadlines(dir.path()).await;
+    let host = host_with_short_leases(dir.path()).await;
     let api = host.api();
     host.routes().inject("add-route", "failed: proxy refused");
     host.vms().inject("remove", "unavailable: hypervisor busy");
@@ -176,7 +178,7 @@ async fn a_failed_rollback_is_finished_by_the_reaper() {
 #[tokio::test]
 async fn a_start_abandoned_by_a_dead_host_is_cleaned_up_by_the_reaper() {
     let dir = tempfile::tempdir().unwrap();
-    let host = host_with_short_deadlines(dir.path()).await;
+    let host = host_with_short_leases(dir.path()).await;
     let api = host.api();
     // A start got as far as a VM and a route, then its host died: the
     // record says `starting`, held by an owner that will never come back.

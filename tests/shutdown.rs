@@ -106,13 +106,13 @@ async fn sigterm_finishes_the_start_in_flight_and_leaves_sessions_running() {
     let alice_project = project_dir(dir.path(), "alice");
     let bob_project = project_dir(dir.path(), "bob");
     let port = free_port();
-    // Creating a VM takes 1.5 s: long enough to signal the host mid-call.
+    // Creating a VM takes 3 s: long enough to signal the host mid-call.
     let config = config_toml(
         dir.path(),
         port,
         "",
         "",
-        "settings = { boot_delay_ms = 1500 }",
+        "settings = { boot_delay_ms = 3000 }",
     );
     let (vms, routes) = mock_states(dir.path());
 

@@ -329,21 +329,24 @@ pub async fn leases_are_renewed_by_their_holder_only(store: Store) {
 /// A lock has one holder at a time until it expires; its holder extends it.
 /// (A store for one host grants every lock.)
 pub async fn locks_have_one_holder_until_they_expire(store: Store) {
-    assert!(store.try_lock("reconcile", "h1", 300).await.unwrap());
-    assert!(store.try_lock("reconcile", "h1", 300).await.unwrap());
+    // Long enough for the checks made while a lock is held, even on a
+    // loaded machine; the wait for its expiry is this long too.
+    const TTL_MS: u64 = 1500;
+    assert!(store.try_lock("reconcile", "h1", TTL_MS).await.unwrap());
+    assert!(store.try_lock("reconcile", "h1", TTL_MS).await.unwrap());
     if store.kind() == "embedded" {
         return;
     }
-    assert!(!store.try_lock("reconcile", "h2", 300).await.unwrap());
-    assert!(store.try_lock("other", "h2", 300).await.unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(store.try_lock("reconcile", "h2", 300).await.unwrap());
-    assert!(!store.try_lock("reconcile", "h1", 300).await.unwrap());
+    assert!(!store.try_lock("reconcile", "h2", TTL_MS).await.unwrap());
+    assert!(store.try_lock("other", "h2", TTL_MS).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(TTL_MS + 300)).await;
+    assert!(store.try_lock("reconcile", "h2", TTL_MS).await.unwrap());
+    assert!(!store.try_lock("reconcile", "h1", TTL_MS).await.unwrap());
     // Only the holder releases it.
     store.unlock("reconcile", "h1").await.unwrap();
-    assert!(!store.try_lock("reconcile", "h1", 300).await.unwrap());
+    assert!(!store.try_lock("reconcile", "h1", TTL_MS).await.unwrap());
     store.unlock("reconcile", "h2").await.unwrap();
-    assert!(store.try_lock("reconcile", "h1", 300).await.unwrap());
+    assert!(store.try_lock("reconcile", "h1", TTL_MS).await.unwrap());
     // Locks are not sessions.
     let page = store.scan(None, 100).await.unwrap();
     assert!(page.records.is_empty() && page.invalid.is_empty());
