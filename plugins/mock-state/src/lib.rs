@@ -403,6 +403,19 @@ mod tests {
         StateDir::open(dir).expect("open state dir")
     }
 
+    /// A thread recording `count` create calls on `state`, targets
+    /// `{tag}-0`, `{tag}-1`, ...
+    fn spawn_recorder(state: &StateDir, tag: String, count: usize) -> std::thread::JoinHandle<()> {
+        let state = state.clone();
+        std::thread::spawn(move || {
+            for j in 0..count {
+                state
+                    .record_call("create", &format!("{tag}-{j}"), "ok")
+                    .unwrap();
+            }
+        })
+    }
+
     #[test]
     fn an_item_is_created_once() {
         let state = temp_state("create-once");
@@ -453,16 +466,7 @@ mod tests {
     fn concurrent_call_records_are_all_kept() {
         let state = temp_state("calls");
         let threads: Vec<_> = (0..8)
-            .map(|i| {
-                let state = state.clone();
-                std::thread::spawn(move || {
-                    for j in 0..25 {
-                        state
-                            .record_call("create", &format!("{i}-{j}"), "ok")
-                            .unwrap();
-                    }
-                })
-            })
+            .map(|i| spawn_recorder(&state, i.to_string(), 25))
             .collect();
         for t in threads {
             t.join().unwrap();
@@ -474,16 +478,7 @@ mod tests {
     #[test]
     fn the_call_record_reads_whole_while_calls_are_recorded() {
         let state = temp_state("calls-read-while-writing");
-        let writer = {
-            let state = state.clone();
-            std::thread::spawn(move || {
-                for j in 0..300 {
-                    state
-                        .record_call("create", &format!("u-{j}"), "ok")
-                        .unwrap();
-                }
-            })
-        };
+        let writer = spawn_recorder(&state, "u".into(), 300);
         let mut seen = 0;
         while !writer.is_finished() {
             let calls = read_calls(&state.root).expect("a whole record at every read");
