@@ -154,14 +154,14 @@ async fn a_session_whose_vm_died_is_started_afresh() {
     assert_eq!(api.start("dora", &project).await.status, 200);
 
     // The VM disappears behind Vessel's back.
-    std::fs::remove_file(host.vms().dir.join("items/user-dora-session.json")).unwrap();
+    std::fs::remove_file(host.vms().dir.join("items/vessel-dora-0.json")).unwrap();
 
     let restarted = api.start("dora", &project).await;
     assert_eq!(restarted.status, 200, "{:?}", restarted.body);
     assert_eq!(restarted.body["reused"], false);
-    assert_eq!(host.vms().count_ok("create", "user-dora-session"), 2);
-    assert_eq!(host.vms().items(), vec!["user-dora-session".to_string()]);
-    assert_eq!(host.routes().items(), vec!["user-dora-session".to_string()]);
+    assert_eq!(host.vms().count_ok("create", "vessel-dora-0"), 2);
+    assert_eq!(host.vms().items(), vec!["vessel-dora-0".to_string()]);
+    assert_eq!(host.routes().items(), vec!["vessel-dora-0".to_string()]);
     host.shutdown().await;
 }
 

@@ -40,12 +40,12 @@ async fn routes_are_added_moved_and_removed_live() {
         .add_route(&route_spec("User-A", "127.61.0.211", first.port))
         .await
         .unwrap();
-    assert_eq!(url, format!("http://127.0.0.1:{}/User-A/", caddy.port));
+    assert_eq!(url, format!("http://127.0.0.1:{}/user-a-x/", caddy.port));
     serves(&format!("{url}app.js"), None, "first /app.js").await;
 
     let routes = driver.list_routes().await.unwrap();
     assert_eq!(routes.len(), 1);
-    assert_eq!(routes[0].route_id, "user-User-A-session");
+    assert_eq!(routes[0].route_id, "vessel-user-a-x");
     assert_eq!(routes[0].target_ip, "127.61.0.211");
     assert_eq!(routes[0].url, url);
 
@@ -66,7 +66,7 @@ async fn routes_are_added_moved_and_removed_live() {
     serves(&other, None, "first /").await;
     serves(&url, None, "second /").await;
 
-    driver.remove_route("user-User-A-session").await.unwrap();
+    driver.remove_route("vessel-user-a-x").await.unwrap();
     eventually(Duration::from_secs(10), "the route to be gone", || async {
         match fetch(&format!("{url}app.js"), None).await {
             Some((_, body)) if !body.contains("second") => Some(()),
@@ -77,7 +77,7 @@ async fn routes_are_added_moved_and_removed_live() {
     serves(&other, None, "first /").await;
     assert_eq!(driver.list_routes().await.unwrap().len(), 1);
     // Removing again is a success.
-    driver.remove_route("user-User-A-session").await.unwrap();
+    driver.remove_route("vessel-user-a-x").await.unwrap();
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ async fn starts_create_one_vm(hosts: &[&TestHost], project: &std::path::Path, st
     assert_eq!(created, 1, "exactly one caller created the session");
     let vms = hosts[0].vms();
     assert_eq!(vms.count("create"), 1, "{:?}", vms.calls());
-    assert_eq!(vms.items(), vec!["user-ivy-session".to_string()]);
+    assert_eq!(vms.items(), vec!["vessel-ivy-0".to_string()]);
 }
 
 #[tokio::test]
@@ -103,7 +103,7 @@ async fn two_hosts_reapers_stop_each_stale_session_exactly_once() {
     let vm_removes = vms.ok_counts("remove");
     let route_removes = first.routes().ok_counts("remove-route");
     for user in &users {
-        let vm = format!("user-{user}-session");
+        let vm = vessel_tests::vm_id(user);
         assert_eq!(
             vm_removes.get(&vm),
             Some(&1),

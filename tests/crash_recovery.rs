@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vessel_tests::{HostProcess, MockState, RedisServer, eventually, free_port, project_dir};
+use vessel_tests::{
+    HostProcess, MockState, RedisServer, eventually, free_port, project_dir, vm_id,
+};
 
 /// Where a case stops the start.
 #[derive(Debug, Clone, Copy)]
@@ -163,10 +165,6 @@ impl Case {
         assert_eq!(self.vms.items(), expected, "VMs in the driver's state");
         assert_eq!(self.routes.items(), expected, "routes in the proxy's state");
     }
-}
-
-fn vm_id(user: &str) -> String {
-    format!("user-{user}-session")
 }
 
 /// After the kill, a restarted host's background tasks remove the dead

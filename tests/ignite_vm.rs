@@ -27,6 +27,7 @@ fn driver(config: &Config) -> VmDriver {
 fn spec(vm_id: &str, port: u16) -> VmSpec {
     VmSpec {
         vm_id: vm_id.to_string(),
+        name: vm_id.trim_start_matches("vessel-").to_string(),
         image: "weaveworks/ignite-ubuntu:latest".to_string(),
         cpus: 2,
         memory_mib: 1024,
@@ -48,7 +49,7 @@ async fn a_vm_lives_through_run_cp_inspect_ps_and_rm() {
     let dir = tempfile::tempdir().unwrap();
     let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
     let driver = driver(&ignite_config(dir.path(), &ignite));
-    let vm_id = "user-User-A-session";
+    let vm_id = "vessel-user-a-x";
 
     let created = driver.create(&spec(vm_id, ignite.http_port)).await.unwrap();
     assert_eq!(created.vm_id, vm_id);
@@ -56,8 +57,8 @@ async fn a_vm_lives_through_run_cp_inspect_ps_and_rm() {
     let ip = created.ip.clone().unwrap();
     assert!(ip.starts_with("127.61.0."), "{ip}");
     assert_eq!(created.ports, vec![ignite.http_port]);
-    // Ignite's own view: upper case is encoded, since ignite refuses it.
-    assert_eq!(ignite.ps_names(), vec!["user-.user-.a-session".to_string()]);
+    // Ignite's own view: the host's id is an ignite name as it is.
+    assert_eq!(ignite.ps_names(), vec![vm_id.to_string()]);
     let run = &ignite.calls()[0];
     for expected in [
         "--cpus", "2", "--memory", "1024MB", "--size", "4096MB", "--ssh",
@@ -110,14 +111,10 @@ async fn creating_an_existing_vm_is_reported_as_such() {
     let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
     let driver = driver(&ignite_config(dir.path(), &ignite));
     driver
-        .create(&spec("user-b-session", ignite.http_port))
+        .create(&spec("vessel-b-0", ignite.http_port))
         .await
         .unwrap();
-    let again = driver_error(
-        driver
-            .create(&spec("user-b-session", ignite.http_port))
-            .await,
-    );
+    let again = driver_error(driver.create(&spec("vessel-b-0", ignite.http_port)).await);
     assert!(matches!(again, DriverError::AlreadyExists(_)), "{again:?}");
     assert_eq!(ignite.ps_names().len(), 1);
 }
@@ -127,9 +124,9 @@ async fn only_the_named_vm_is_touched_never_a_prefix_match() {
     let dir = tempfile::tempdir().unwrap();
     let ignite = FakeIgnite::new(dir.path(), Duration::ZERO);
     let driver = driver(&ignite_config(dir.path(), &ignite));
-    // User "a-session2" has a VM whose name starts with user "a"'s.
+    // User "a-0" has a VM whose name starts with user "a"'s.
     driver
-        .create(&spec("user-a-session2-session", ignite.http_port))
+        .create(&spec("vessel-a-0-0", ignite.http_port))
         .await
         .unwrap();
     // A VM that is not Vessel's lives on the same ignite.
@@ -142,23 +139,20 @@ async fn only_the_named_vm_is_touched_never_a_prefix_match() {
     ]);
     assert_eq!(code, 0, "{out}{err}");
 
-    assert_eq!(driver.inspect("user-a-session").await.unwrap(), None);
-    driver.remove("user-a-session").await.unwrap();
-    let copy = driver_error(driver.copy_to("user-a-session", "/tmp", "/workspace").await);
+    assert_eq!(driver.inspect("vessel-a-0").await.unwrap(), None);
+    driver.remove("vessel-a-0").await.unwrap();
+    let copy = driver_error(driver.copy_to("vessel-a-0", "/tmp", "/workspace").await);
     assert!(matches!(copy, DriverError::NotFound(_)), "{copy:?}");
     let mut names = ignite.ps_names();
     names.sort();
     assert_eq!(
         names,
-        vec![
-            "other-team-vm".to_string(),
-            "user-a-session2-session".to_string()
-        ]
+        vec!["other-team-vm".to_string(), "vessel-a-0-0".to_string()]
     );
     // list-vms shows only Vessel's VMs.
     let listed = driver.list_vms().await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].vm_id, "user-a-session2-session");
+    assert_eq!(listed[0].vm_id, "vessel-a-0-0");
 }
 
 #[tokio::test]
@@ -171,11 +165,7 @@ async fn ignite_failures_map_to_the_contract() {
         "failed to start container: no space left on device",
     )
     .unwrap();
-    let failed = driver_error(
-        driver
-            .create(&spec("user-c-session", ignite.http_port))
-            .await,
-    );
+    let failed = driver_error(driver.create(&spec("vessel-c-0", ignite.http_port)).await);
     match failed {
         DriverError::Failed(message) => {
             assert!(message.contains("no space left on device"), "{message}")
@@ -188,7 +178,7 @@ async fn ignite_failures_map_to_the_contract() {
         driver
             .create(&VmSpec {
                 image: "--privileged".into(),
-                ..spec("user-c-session", ignite.http_port)
+                ..spec("vessel-c-0", ignite.http_port)
             })
             .await,
     );
@@ -207,7 +197,7 @@ async fn without_the_exec_grant_ignite_cannot_be_run() {
     config.plugins.vm.grants.exec.clear();
     let denied = driver_error(
         driver(&config)
-            .create(&spec("user-d-session", ignite.http_port))
+            .create(&spec("vessel-d-0", ignite.http_port))
             .await,
     );
     assert!(matches!(denied, DriverError::Denied(_)), "{denied:?}");

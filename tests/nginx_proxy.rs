@@ -50,18 +50,18 @@ async fn a_path_route_reaches_the_vm_until_it_is_removed() {
         .add_route(&route_spec("User-A", "127.61.0.201", vm.port))
         .await
         .unwrap();
-    assert_eq!(url, format!("http://127.0.0.1:{}/User-A/", nginx.port));
+    assert_eq!(url, format!("http://127.0.0.1:{}/user-a-x/", nginx.port));
     // The prefix is stripped: the VM sees its own paths.
     serves(&format!("{url}index.html"), None, "vm-a /index.html").await;
 
     let routes = driver.list_routes().await.unwrap();
     assert_eq!(routes.len(), 1);
-    assert_eq!(routes[0].route_id, "user-User-A-session");
+    assert_eq!(routes[0].route_id, "vessel-user-a-x");
     assert_eq!(routes[0].target_ip, "127.61.0.201");
     assert_eq!(routes[0].target_port, vm.port);
     assert_eq!(routes[0].url, url);
 
-    driver.remove_route("user-User-A-session").await.unwrap();
+    driver.remove_route("vessel-user-a-x").await.unwrap();
     eventually(Duration::from_secs(10), "the route to be gone", || async {
         match fetch(&format!("{url}index.html"), None).await {
             Some((404, body)) if !body.contains("vm-a") => Some(()),
@@ -71,7 +71,7 @@ async fn a_path_route_reaches_the_vm_until_it_is_removed() {
     .await;
     assert!(driver.list_routes().await.unwrap().is_empty());
     // Removing again is a success.
-    driver.remove_route("user-User-A-session").await.unwrap();
+    driver.remove_route("vessel-user-a-x").await.unwrap();
     drop(vm);
 }
 
@@ -119,24 +119,28 @@ async fn a_bad_route_never_breaks_the_routes_already_served() {
         .unwrap();
     serves(&url, None, "good /").await;
 
-    // A driver whose location template collides with the served route:
-    // nginx -t refuses the duplicate location.
-    let colliding = proxy_driver(&nginx_config(
+    // A driver configured for host mode on an nginx that includes routes
+    // inside a server block: nginx -t refuses the nested server block.
+    let misconfigured = proxy_driver(&nginx_config(
         dir.path(),
         &nginx,
         &[
             ("url_template", template),
-            ("location_template", "/c/".to_string()),
+            ("mode", "host".to_string()),
+            ("server_name_template", "{user}.vessel.test".to_string()),
         ],
     ));
-    let refused = colliding
+    let refused = misconfigured
         .add_route(&route_spec("d", "127.61.0.204", vm.port))
         .await;
     match refused {
         Err(PluginError::Driver {
             error: DriverError::InvalidInput(message),
             ..
-        }) => assert!(message.contains("duplicate location"), "{message}"),
+        }) => assert!(
+            message.contains("nginx refused the route") && message.contains("not allowed here"),
+            "{message}"
+        ),
         other => panic!("expected nginx -t to refuse the route, got {other:?}"),
     }
     // The refused file is gone, and the good route is still served after a reload.
@@ -144,8 +148,8 @@ async fn a_bad_route_never_breaks_the_routes_already_served() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(files, vec!["vessel-user-c-session.conf".to_string()]);
-    good.remove_route("user-nobody-session").await.unwrap();
+    assert_eq!(files, vec!["vessel-vessel-c-0.conf".to_string()]);
+    good.remove_route("vessel-nobody-0").await.unwrap();
     serves(&url, None, "good /").await;
 }
 
@@ -169,10 +173,10 @@ async fn a_host_route_reaches_the_vm_by_host_name() {
         .add_route(&route_spec("e", "127.61.0.205", vm.port))
         .await
         .unwrap();
-    assert_eq!(url, "http://e.vessel.test/");
+    assert_eq!(url, "http://e-0.vessel.test/");
     serves(
         &format!("http://127.0.0.1:{listen_port}/x"),
-        Some("e.vessel.test"),
+        Some("e-0.vessel.test"),
         "hosted /x",
     )
     .await;

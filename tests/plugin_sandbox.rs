@@ -248,16 +248,16 @@ async fn the_host_keeps_answering_while_a_plugin_loops() {
     // The session below is the test's own: no Reaper may stop it meanwhile.
     config.reaper.enabled = false;
     let host = TestHost::start(config).await;
-    // An active session whose VM id makes the hostile plugin's inspect loop:
-    // the liveness check of a start then spins until its limit.
+    // An active session whose VM id (user "loop"'s) makes the hostile
+    // plugin's inspect loop: the liveness check of a start then spins until
+    // its limit.
     let store = host.manager.store().clone();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let mut record =
+    let record =
         vessel_tests::store_suite::record("loop", vessel::store::SessionStatus::Active, "", now_ms);
-    record.vm_id = "loop".into();
     store.insert_new(&record).await.unwrap();
     let project = vessel_tests::project_dir(dir.path(), "p");
     let api = host.api();

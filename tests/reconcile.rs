@@ -34,6 +34,7 @@ async fn pass(host: &TestHost) -> ReconcileReport {
 fn vm_spec(id: &str) -> vessel::plugins::VmSpec {
     vessel::plugins::VmSpec {
         vm_id: id.to_string(),
+        name: id.trim_start_matches("vessel-").to_string(),
         image: "img".to_string(),
         cpus: 1,
         memory_mib: 256,
@@ -52,7 +53,7 @@ async fn vms_and_routes_without_a_session_are_removed_and_foreign_ones_kept() {
     let dir = tempfile::tempdir().unwrap();
     let (host, _) = host(&redis, dir.path()).await;
     let vm = host.manager.vm();
-    vm.create(&vm_spec("user-ghost-session")).await.unwrap();
+    vm.create(&vm_spec("vessel-ghost-0")).await.unwrap();
     vm.create(&vm_spec("web-frontend")).await.unwrap();
     host.manager
         .proxy()
@@ -109,12 +110,12 @@ async fn a_session_whose_vm_is_gone_is_cleaned_up() {
     let project = project_dir(dir.path(), "p");
     assert_eq!(host.api().start("lost", &project).await.status, 200);
     assert_eq!(host.api().start("kept", &project).await.status, 200);
-    host.manager.vm().remove("user-lost-session").await.unwrap();
+    host.manager.vm().remove("vessel-lost-0").await.unwrap();
 
     let report = pass(&host).await;
     assert_eq!(report.cleaned_lost_sessions, 1, "{report:?}");
     assert_eq!(host.api().status("lost").await.body["status"], "none");
-    assert_eq!(host.routes().items(), vec!["user-kept-session".to_string()]);
+    assert_eq!(host.routes().items(), vec!["vessel-kept-0".to_string()]);
     assert_eq!(host.api().status("kept").await.body["status"], "active");
 
     let again = host.api().start("lost", &project).await;
@@ -140,16 +141,13 @@ async fn a_missing_route_of_a_live_session_is_restored() {
     let before = redis.get_json("session:routed").unwrap();
     host.manager
         .proxy()
-        .remove_route("user-routed-session")
+        .remove_route("vessel-routed-0")
         .await
         .unwrap();
 
     let report = pass(&host).await;
     assert_eq!(report.restored_routes, 1, "{report:?}");
-    let route = host
-        .routes()
-        .item("user-routed-session")
-        .expect("the route");
+    let route = host.routes().item("vessel-routed-0").expect("the route");
     assert_eq!(route["targetIp"], started.body["ip"], "{route}");
     assert_eq!(redis.get_json("session:routed").unwrap(), before);
     assert!(!pass(&host).await.acted());
@@ -168,7 +166,7 @@ async fn a_session_that_changed_during_the_pass_is_left_to_the_next_one() {
     assert_eq!(host.api().start("fresh", &project).await.status, 200);
     host.manager
         .proxy()
-        .remove_route("user-fresh-session")
+        .remove_route("vessel-fresh-0")
         .await
         .unwrap();
     // The record reads as written after any listing this pass can take.
@@ -187,10 +185,7 @@ async fn a_session_that_changed_during_the_pass_is_left_to_the_next_one() {
     redis.set_json("session:fresh", &record);
     let report = pass(&host).await;
     assert_eq!(report.restored_routes, 1, "{report:?}");
-    assert_eq!(
-        host.routes().items(),
-        vec!["user-fresh-session".to_string()]
-    );
+    assert_eq!(host.routes().items(), vec!["vessel-fresh-0".to_string()]);
     host.shutdown().await;
 }
 
@@ -221,20 +216,20 @@ async fn starts_in_progress_are_left_alone_and_abandoned_ones_taken_over() {
     let report = pass(&host).await;
     assert_eq!(report.adopted, 1, "{report:?}");
     assert!(!report.acted(), "{report:?}");
-    assert_eq!(vms.items(), vec!["user-busy-session".to_string()]);
+    assert_eq!(vms.items(), vec!["vessel-busy-0".to_string()]);
 
     // Abandoned: a record held by a dead host since long before the lease,
     // with a VM it had made.
     host.manager
         .vm()
-        .create(&vm_spec("user-gone-session"))
+        .create(&vm_spec("vessel-gone-0"))
         .await
         .unwrap();
     let long_ago = 1_000u64;
     redis.set_json(
         "session:gone",
         &json!({
-            "userId": "gone", "vmId": "user-gone-session", "ip": null, "url": null,
+            "userId": "gone", "vmId": "vessel-gone-0", "ip": null, "url": null,
             "lastHeartbeat": long_ago, "status": "starting", "createdAt": long_ago,
             "updatedAt": long_ago, "owner": "dead-host/1", "startStep": "copying-project"
         }),
@@ -242,10 +237,10 @@ async fn starts_in_progress_are_left_alone_and_abandoned_ones_taken_over() {
     let report = pass(&host).await;
     assert_eq!(report.taken_over, 1, "{report:?}");
     assert!(redis.get_json("session:gone").is_none());
-    assert!(!vms.items().contains(&"user-gone-session".to_string()));
+    assert!(!vms.items().contains(&"vessel-gone-0".to_string()));
     // The busy start is still its host's: its request is still open, so its
     // lease is still renewed.
-    assert!(vms.items().contains(&"user-busy-session".to_string()));
+    assert!(vms.items().contains(&"vessel-busy-0".to_string()));
     pending.abort();
     vms.clear("copy-to");
     host.shutdown().await;
@@ -260,7 +255,7 @@ async fn a_driver_error_fails_the_pass_not_the_host() {
     let (host, _) = host(&redis, dir.path()).await;
     host.manager
         .vm()
-        .create(&vm_spec("user-stray-session"))
+        .create(&vm_spec("vessel-stray-0"))
         .await
         .unwrap();
     host.vms()
@@ -270,7 +265,7 @@ async fn a_driver_error_fails_the_pass_not_the_host() {
     let error = reconciler.pass().await.unwrap_err();
     assert!(error.to_string().contains("restarting"), "{error}");
     assert_eq!(host.api().get("/healthz").await.status, 200);
-    assert_eq!(host.vms().items(), vec!["user-stray-session".to_string()]);
+    assert_eq!(host.vms().items(), vec!["vessel-stray-0".to_string()]);
 
     host.vms().clear("list-vms");
     assert_eq!(reconciler.pass().await.unwrap().removed_orphan_vms, 1);
@@ -287,14 +282,14 @@ async fn two_hosts_reconciling_at_once_do_not_fight() {
     let dir = tempfile::tempdir().unwrap();
     let (first, config) = host(&redis, dir.path()).await;
     let second = TestHost::start(config).await;
-    let orphans: Vec<String> = (0..20).map(|i| format!("user-orphan{i}-session")).collect();
+    let orphans: Vec<String> = (0..20).map(|i| format!("vessel-orphan{i}-0")).collect();
     for id in &orphans {
         first.manager.vm().create(&vm_spec(id)).await.unwrap();
     }
     first
         .manager
         .vm()
-        .create(&vm_spec("user-racer-session"))
+        .create(&vm_spec("vessel-racer-0"))
         .await
         .unwrap();
 
@@ -312,11 +307,8 @@ async fn two_hosts_reconciling_at_once_do_not_fight() {
     for id in &orphans {
         assert_eq!(removes.get(id), Some(&1), "{id} removed other than once");
     }
-    assert_eq!(first.vms().items(), vec!["user-racer-session".to_string()]);
-    assert_eq!(
-        first.routes().items(),
-        vec!["user-racer-session".to_string()]
-    );
+    assert_eq!(first.vms().items(), vec!["vessel-racer-0".to_string()]);
+    assert_eq!(first.routes().items(), vec!["vessel-racer-0".to_string()]);
     assert_eq!(first.api().status("racer").await.body["status"], "active");
     first.shutdown().await;
     second.shutdown().await;

@@ -26,7 +26,7 @@ async fn session_survives_a_host_restart(store: &str) {
     assert_eq!(started.status, 200, "{:?}", started.body);
     // SIGTERM: a clean exit that leaves sessions running.
     assert_eq!(first.terminate(), Some(0), "{}", first.log_text());
-    assert_eq!(vms.items(), vec!["user-jo-session".to_string()]);
+    assert_eq!(vms.items(), vec!["vessel-jo-0".to_string()]);
 
     let second = HostProcess::start(dir.path(), &config, port, "second.log").await;
     let status = second.api().status("jo").await;

@@ -84,7 +84,7 @@ command = {nginx_command}
     );
     // Left over from an earlier run: a VM named the way Vessel names them
     // but with no session, and one that is not Vessel's.
-    for name in ["user-ghost-session", "web-1"] {
+    for name in ["vessel-ghost-0", "web-1"] {
         let (code, out, err) = ignite.run(&["run", "weaveworks/ignite-ubuntu", "--name", name]);
         assert_eq!(code, 0, "{out}{err}");
     }
@@ -108,7 +108,7 @@ command = {nginx_command}
     assert_eq!(cold.status, 200, "{:?}\n{}", cold.body, host.log_text());
     assert_eq!(cold.body["reused"], false);
     let url = cold.body["url"].as_str().unwrap().to_string();
-    assert_eq!(url, format!("http://127.0.0.1:{}/User-A/", nginx.port));
+    assert_eq!(url, format!("http://127.0.0.1:{}/user-a-x/", nginx.port));
     let ip = cold.body["ip"].as_str().unwrap().to_string();
     eventually(
         Duration::from_secs(10),
@@ -132,7 +132,7 @@ command = {nginx_command}
     let runs_of_user_a = ignite
         .calls()
         .iter()
-        .filter(|call| call[0] == "run" && call.contains(&"user-.user-.a-session".to_string()))
+        .filter(|call| call[0] == "run" && call.contains(&"vessel-user-a-x".to_string()))
         .count();
     assert_eq!(runs_of_user_a, 1, "{:?}", ignite.calls());
     assert_eq!(

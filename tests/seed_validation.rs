@@ -48,14 +48,13 @@ idle_timeout = "30m"
     assert_eq!(cold.status, 200, "{:?}", cold.body);
     assert_eq!(cold.body["reused"], false);
     assert_eq!(cold.body["status"], "active");
-    assert_eq!(cold.body["vmId"], "user-User-A-session");
+    assert_eq!(cold.body["vmId"], "vessel-user-a-x");
     let url = cold.body["url"].as_str().unwrap().to_string();
-    assert_eq!(url, "http://127.0.0.1:8000/User-A/");
+    // One name everywhere: lower case and DNS-safe, distinct from user-a's.
+    assert_eq!(url, "http://127.0.0.1:8000/user-a-x/");
     let ip = cold.body["ip"].as_str().unwrap().to_string();
     assert!(ip.starts_with("127.61."), "{ip}");
-    let vm = vms
-        .item("user-User-A-session")
-        .expect("the mock holds the VM");
+    let vm = vms.item("vessel-user-a-x").expect("the mock holds the VM");
     assert_eq!(
         vm["copies"][0],
         format!(
@@ -63,7 +62,7 @@ idle_timeout = "30m"
             project.canonicalize().unwrap().display()
         )
     );
-    assert_eq!(routes.items(), vec!["user-User-A-session".to_string()]);
+    assert_eq!(routes.items(), vec!["vessel-user-a-x".to_string()]);
 
     // 2. Start again: the same URL, and no second create (the call record).
     let hit = api.start("User-A", &project).await;
@@ -104,8 +103,8 @@ idle_timeout = "30m"
         },
     )
     .await;
-    assert_eq!(vms.count_ok("remove", "user-User-A-session"), 1);
-    assert_eq!(routes.count_ok("remove-route", "user-User-A-session"), 1);
+    assert_eq!(vms.count_ok("remove", "vessel-user-a-x"), 1);
+    assert_eq!(routes.count_ok("remove-route", "vessel-user-a-x"), 1);
     eventually(Duration::from_secs(5), "the reaper's log line", || async {
         host.log_text()
             .contains("Reaper killed zombie session for User User-A")
@@ -115,9 +114,6 @@ idle_timeout = "30m"
     assert_eq!(api.status("User-A").await.body["status"], "none");
     // The plugins' own log lines reach the host's log, tagged with the plugin.
     let log = host.log_text();
-    assert!(
-        log.contains("created user-User-A-session at 127.61."),
-        "{log}"
-    );
+    assert!(log.contains("created vessel-user-a-x at 127.61."), "{log}");
     assert!(log.contains("mock_vm.wasm"), "{log}");
 }

@@ -129,7 +129,7 @@ async fn sigterm_finishes_the_start_in_flight_and_leaves_sessions_running() {
         Duration::from_secs(20),
         "the mock VM driver to be creating bob's VM",
         || async {
-            let item = vms.item("user-bob-session")?;
+            let item = vms.item("vessel-bob-0")?;
             (item["state"] == "creating").then_some(())
         },
     )
@@ -165,13 +165,10 @@ async fn sigterm_finishes_the_start_in_flight_and_leaves_sessions_running() {
     assert!(connection_refused(port).await);
 
     // Not torn down: both VMs and routes are still there, nothing removed.
-    let both = vec![
-        "user-alice-session".to_string(),
-        "user-bob-session".to_string(),
-    ];
+    let both = vec!["vessel-alice-0".to_string(), "vessel-bob-0".to_string()];
     assert_eq!(vms.items(), both);
     assert_eq!(routes.items(), both);
-    assert_eq!(vms.item("user-bob-session").unwrap()["state"], "running");
+    assert_eq!(vms.item("vessel-bob-0").unwrap()["state"], "running");
     assert_eq!(vms.count("remove"), 0);
     assert_eq!(routes.count("remove-route"), 0);
 
@@ -273,14 +270,14 @@ async fn the_shutdown_grace_bounds_a_hanging_driver_call_and_the_start_is_taken_
     );
     assert_eq!(started.body["status"], "active");
     assert_eq!(started.body["reused"], false);
-    assert_eq!(vms.items(), vec!["user-carol-session".to_string()]);
-    assert_eq!(vms.count_ok("create", "user-carol-session"), 1);
-    assert_eq!(routes.items(), vec!["user-carol-session".to_string()]);
+    assert_eq!(vms.items(), vec!["vessel-carol-0".to_string()]);
+    assert_eq!(vms.count_ok("create", "vessel-carol-0"), 1);
+    assert_eq!(routes.items(), vec!["vessel-carol-0".to_string()]);
     let record = redis.get_json("session:carol").expect("carol's record");
     assert_eq!(record["status"], "active");
     assert_eq!(
         record["ip"],
-        vms.item("user-carol-session").unwrap()["ip"],
+        vms.item("vessel-carol-0").unwrap()["ip"],
         "{record}"
     );
     assert_eq!(
@@ -343,7 +340,7 @@ async fn the_shutdown_grace_bounds_a_reaper_stuck_in_a_driver_call() {
         .get_json("session:dora")
         .expect("the stop is not lost");
     assert_eq!(held["status"], "stopping", "{held}");
-    assert_eq!(vms.items(), vec!["user-dora-session".to_string()]);
+    assert_eq!(vms.items(), vec!["vessel-dora-0".to_string()]);
 
     routes.clear("remove-route");
     let mut second = HostProcess::start(dir.path(), &config, port, "second.log").await;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vessel_tests::{HostProcess, MockState, RedisServer, free_port, project_dir};
+use vessel_tests::{HostProcess, MockState, RedisServer, free_port, project_dir, vm_id};
 
 /// Users of the run; every fifth is "abandoned": it starts and looks at its
 /// session but never heartbeats or stops it, so the Reaper stops it.
@@ -70,10 +70,6 @@ impl XorShift {
 
 fn user_name(index: usize) -> String {
     format!("u{index:02}")
-}
-
-fn vm_id(user: &str) -> String {
-    format!("user-{user}-session")
 }
 
 fn abandoned(index: usize) -> bool {

@@ -62,7 +62,7 @@ async fn redis_reads_hand_edited_records_and_keeps_unknown_fields() {
     server.set_json(
         "session:ops",
         &serde_json::json!({
-            "vmId": "user-ops-session",
+            "vmId": "vessel-ops-0",
             "ip": "127.61.0.4",
             "url": "http://127.0.0.1:8000/ops/",
             "lastHeartbeat": "1700000000000",

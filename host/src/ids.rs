@@ -1,12 +1,12 @@
-//! Validated identifiers: the user ids that reach VM names, routes and store
-//! keys, and the VM ids derived from them.
+//! Validated user ids: the ids that reach store keys and, through
+//! [`crate::names`], VM names, routes and URLs.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The longest user id Vessel accepts. The VM id `user-{id}-session` then
-/// stays within the 64 characters the plugin contract promises drivers.
+/// The longest user id Vessel accepts. The names derived from it then stay
+/// within a DNS label (see [`crate::names`]).
 pub const MAX_USER_ID_LEN: usize = 48;
 
 /// Why a user id was refused.
@@ -59,21 +59,6 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-
-    /// The name of this user's session VM, and of its proxy route:
-    /// `user-{userId}-session`.
-    pub fn vm_id(&self) -> String {
-        format!("user-{}-session", self.0)
-    }
-
-    /// The user whose VM (or route) `vm_id` names, if it is named the way
-    /// Vessel names them: the inverse of [`UserId::vm_id`]. VMs and routes
-    /// named otherwise are not Vessel's, and reconciliation leaves them
-    /// alone.
-    pub fn from_vm_id(vm_id: &str) -> Option<UserId> {
-        let user = vm_id.strip_prefix("user-")?.strip_suffix("-session")?;
-        UserId::parse(user).ok()
-    }
 }
 
 impl<'de> Deserialize<'de> for UserId {
@@ -87,18 +72,6 @@ impl fmt::Display for UserId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
-}
-
-/// Whether `id` is safe to hand to a driver as a VM or route id: the
-/// contract's promise of 1 to 64 characters of `[A-Za-z0-9_-]`, starting
-/// with a letter or digit. Records edited by hand are checked with it.
-pub fn is_driver_safe_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]
@@ -132,39 +105,5 @@ mod tests {
         }
         assert_eq!(UserId::parse("-rf"), Err(InvalidUserId::BadStart));
         assert_eq!(UserId::parse("_x"), Err(InvalidUserId::BadStart));
-    }
-
-    #[test]
-    fn every_valid_user_gives_a_driver_safe_vm_id() {
-        let longest = UserId::parse(&"z".repeat(MAX_USER_ID_LEN)).unwrap();
-        assert!(is_driver_safe_id(&longest.vm_id()));
-        assert!(!is_driver_safe_id("user-a b-session"));
-        assert!(!is_driver_safe_id(""));
-        assert!(!is_driver_safe_id(&"a".repeat(65)));
-    }
-
-    #[test]
-    fn the_vm_id_follows_the_seed_naming() {
-        assert_eq!(
-            UserId::parse("User-A").unwrap().vm_id(),
-            "user-User-A-session"
-        );
-    }
-
-    #[test]
-    fn vessel_named_vms_give_back_their_user_and_others_give_none() {
-        for user in ["User-A", "a", "user-session", "u_1-session"] {
-            let id = UserId::parse(user).unwrap();
-            assert_eq!(UserId::from_vm_id(&id.vm_id()), Some(id));
-        }
-        for other in [
-            "web-1",
-            "user--session",
-            "user-a b-session",
-            "user-a",
-            "a-session",
-        ] {
-            assert_eq!(UserId::from_vm_id(other), None, "{other}");
-        }
     }
 }

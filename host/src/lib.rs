@@ -14,6 +14,7 @@
 //! - [`metrics`] — counters served at `/metrics`.
 //! - [`plugins`] — the WebAssembly plugin runtime and the driver handles.
 //! - [`config`] — the configuration and its defaults.
+//! - [`ids`], [`names`] — validated user ids and the names derived from them.
 //! - [`app`] — assembling and serving a host.
 
 pub mod api;
@@ -22,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod ids;
 pub mod metrics;
+pub mod names;
 pub mod plugins;
 pub mod reaper;
 pub mod reconcile;

@@ -36,6 +36,10 @@ pub const COUNTERS: &[(&str, &str)] = &[
         "Reconciliation passes, by result: ok, failed (a driver or the store failed), skipped (another host held the lock).",
     ),
     (
+        "vessel_corrupt_records_total",
+        "Session records refused as corrupt (unparsable, or naming another user or another user's VM) and left for an operator, by who met them: api, reaper, reconciler. A record is met again on every sweep until it is fixed.",
+    ),
+    (
         "vessel_reconcile_actions_total",
         "Repairs made by reconciliation, by action: remove_orphan_vm, remove_orphan_route, clean_lost_session, restore_route, take_over.",
     ),

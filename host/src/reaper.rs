@@ -101,7 +101,10 @@ impl Reaper {
             report.scanned += page.records.len();
             for invalid in &page.invalid {
                 report.invalid += 1;
-                tracing::warn!(key = %invalid.key, reason = %invalid.reason, "reaper skips an unreadable session record");
+                self.manager
+                    .metrics()
+                    .incr("vessel_corrupt_records_total", r#"found_by="reaper""#);
+                tracing::warn!(event = "record.corrupt", key = %invalid.key, reason = %invalid.reason, "reaper skips a corrupt session record; fix or delete it");
             }
             let now = self.manager.clock().now_ms();
             let candidates: Vec<(SessionRecord, Reason)> = page

@@ -2,7 +2,8 @@
 //!
 //! At start-up and then every `reconcile.interval`, a pass compares three
 //! views, using the ownership that Vessel's naming gives every VM and route
-//! (`user-{userId}-session`; anything named otherwise is not Vessel's and is
+//! (`vessel-{public name}`, read back to the exact user id by
+//! [`UserId::from_vm_id`]; anything named otherwise is not Vessel's and is
 //! left alone):
 //!
 //! | what the pass finds | what it does (counted as) |
@@ -29,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::config::ReconcileConfig;
 use crate::ids::UserId;
-use crate::plugins::{PluginError, RouteInfo, RouteSpec, VmInfo};
+use crate::plugins::{PluginError, RouteInfo, VmInfo};
 use crate::session::{SessionError, SessionManager};
 use crate::store::{SessionRecord, SessionStatus, StopCondition};
 
@@ -197,6 +198,9 @@ impl Reconciler {
                 // Never remove what a record that cannot be read may own.
                 let user = invalid.key.rsplit(':').next().unwrap_or(&invalid.key);
                 unreadable.insert(user.to_string());
+                self.manager
+                    .metrics()
+                    .incr("vessel_corrupt_records_total", r#"found_by="reconciler""#);
             }
             for record in page.records {
                 let Ok(user) = UserId::parse(&record.user_id) else {
@@ -318,18 +322,7 @@ impl Reconciler {
         let Some(ip) = vm.ip.clone().or_else(|| record.ip.clone()) else {
             return;
         };
-        let spec = RouteSpec {
-            route_id: record.vm_id.clone(),
-            user_id: user.to_string(),
-            target_ip: ip,
-            target_port: self
-                .manager
-                .settings()
-                .ports
-                .first()
-                .copied()
-                .unwrap_or(8080),
-        };
+        let spec = self.manager.route_spec(user, &record.vm_id, ip);
         if let Err(error) = self.manager.proxy().add_route(&spec).await {
             return self.failed(user, "restore_route", &error.into(), report);
         }

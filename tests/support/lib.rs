@@ -697,10 +697,25 @@ pub fn proxy_driver(config: &Config) -> vessel::plugins::ProxyDriver {
     vessel::plugins::ProxyDriver::load(&runtime, config).expect("load the proxy driver")
 }
 
+/// The id Vessel gives `user`'s session VM and route (`vessel-{name}`).
+pub fn vm_id(user: &str) -> String {
+    vessel::ids::UserId::parse(user)
+        .expect("a valid test user id")
+        .vm_id()
+}
+
+/// The public name Vessel gives `user` in URLs and host names.
+pub fn public_name(user: &str) -> String {
+    vessel::ids::UserId::parse(user)
+        .expect("a valid test user id")
+        .public_name()
+}
+
 /// A route for `user` to `ip:port`, named as Vessel names it.
 pub fn route_spec(user: &str, ip: &str, port: u16) -> vessel::plugins::RouteSpec {
     vessel::plugins::RouteSpec {
-        route_id: format!("user-{user}-session"),
+        route_id: vm_id(user),
+        name: public_name(user),
         user_id: user.to_string(),
         target_ip: ip.to_string(),
         target_port: port,

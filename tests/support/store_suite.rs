@@ -19,9 +19,12 @@ pub type Store = Arc<dyn SessionStore>;
 pub fn record(user: &str, status: SessionStatus, owner: &str, at: u64) -> SessionRecord {
     SessionRecord {
         user_id: user.to_string(),
-        vm_id: format!("user-{user}-session"),
+        vm_id: crate::vm_id(user),
         ip: Some("127.61.0.9".to_string()),
-        url: Some(format!("http://127.0.0.1:8000/{user}/")),
+        url: Some(format!(
+            "http://127.0.0.1:8000/{}/",
+            crate::public_name(user)
+        )),
         last_heartbeat: at,
         status,
         created_at: at,

@@ -11,6 +11,11 @@ use crate::ids::InvalidUserId;
 use crate::session::SessionError;
 use crate::store::StoreError;
 
+/// The code of an error answer, kept in the response's extensions so that
+/// middleware (the metrics) can see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
 /// An API error: a status code, a stable machine-readable code, and a
 /// message for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +72,9 @@ impl IntoResponse for ApiError {
                 message: &self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
     }
 }
 
@@ -99,11 +106,14 @@ impl From<StoreError> for ApiError {
                 "store_unavailable",
                 error.to_string(),
             ),
-            StoreError::Corrupt { .. } => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "corrupt_record",
-                error.to_string(),
-            ),
+            StoreError::Corrupt { .. } => {
+                tracing::warn!(event = "record.corrupt", %error, "refused to act on a corrupt session record");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "corrupt_record",
+                    error.to_string(),
+                )
+            }
             StoreError::Backend(_) => ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "store_error",

@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 
 use crate::session::SessionManager;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 
 /// The largest request body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -58,6 +58,11 @@ async fn count_responses(
     manager
         .metrics()
         .incr("vessel_api_responses_total", &labels);
+    if response.extensions().get::<ErrorCode>() == Some(&ErrorCode("corrupt_record")) {
+        manager
+            .metrics()
+            .incr("vessel_corrupt_records_total", r#"found_by="api""#);
+    }
     response
 }
 

@@ -33,3 +33,6 @@ pub mod proxy {
 }
 
 pub use vm::vessel::infra::{config, http, log, process, types};
+
+/// The WIT package (and version) plugins must be built against.
+pub const CONTRACT: &str = "vessel:infra@0.2.0";

@@ -43,7 +43,11 @@ fn link_error(
     PluginError::Load {
         plugin: role.to_string(),
         path: config.plugin_path(plugin),
-        reason: format!("it does not fit the {role}-plugin world of vessel:infra: {error}"),
+        reason: format!(
+            "it does not fit the {role}-plugin world of {} (was it built against another \
+             version of the contract?): {error}",
+            super::bindings::CONTRACT
+        ),
     }
 }
 

@@ -14,7 +14,7 @@ use super::error::SessionError;
 use super::project::ProjectRoots;
 use crate::clock::Clock;
 use crate::config::{Config, Liveness};
-use crate::ids::{UserId, is_driver_safe_id};
+use crate::ids::UserId;
 use crate::metrics::Metrics;
 use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec, VmState};
 use crate::store::{
@@ -558,6 +558,7 @@ impl SessionManager {
     ) -> Result<(), SessionError> {
         let spec = VmSpec {
             vm_id: record.vm_id.clone(),
+            name: user.public_name(),
             image: self.settings.image.clone(),
             cpus: self.settings.cpus,
             memory_mib: self.settings.memory_mib,
@@ -604,15 +605,22 @@ impl SessionManager {
             .await?;
         let url = self
             .proxy
-            .add_route(&RouteSpec {
-                route_id: spec.vm_id.clone(),
-                user_id: user.to_string(),
-                target_ip: ip,
-                target_port: self.settings.service_port(),
-            })
+            .add_route(&self.route_spec(user, &spec.vm_id, ip))
             .await?;
         record.url = Some(url);
         Ok(())
+    }
+
+    /// The route of `user`'s session on VM `vm_id` at `ip`: named like the
+    /// VM, published under the user's public name, to the service port.
+    pub fn route_spec(&self, user: &UserId, vm_id: &str, ip: String) -> RouteSpec {
+        RouteSpec {
+            route_id: vm_id.to_string(),
+            name: user.public_name(),
+            user_id: user.to_string(),
+            target_ip: ip,
+            target_port: self.settings.service_port(),
+        }
     }
 
     /// Undoes a failed start: marks the record stopping (keeping its start
@@ -645,12 +653,9 @@ impl SessionManager {
     /// failure the record stays `stopping`, held by the claim, for the
     /// Reaper to retry once the lease expires.
     async fn teardown(&self, user: &UserId, claimed: &SessionRecord) -> Result<(), SessionError> {
-        let vm_id = if is_driver_safe_id(&claimed.vm_id) {
-            claimed.vm_id.clone()
-        } else {
-            user.vm_id()
-        };
-        let removal = self.remove_infrastructure(&vm_id, Made::of(claimed));
+        // The store only hands out records bound to their user, so this VM
+        // id is the user's own (see `SessionRecord::from_json`).
+        let removal = self.remove_infrastructure(&claimed.vm_id, Made::of(claimed));
         self.under_lease(user, &claimed.owner, removal).await?;
         self.store.delete_owned(user, &claimed.owner).await?;
         Ok(())

@@ -14,7 +14,7 @@ pub mod transition;
 
 use async_trait::async_trait;
 
-pub use record::{SessionRecord, SessionStatus, StartStep};
+pub use record::{RecordError, SessionRecord, SessionStatus, StartStep};
 
 use crate::ids::UserId;
 

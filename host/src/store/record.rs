@@ -7,6 +7,31 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ids::{InvalidUserId, UserId};
+
+/// Why a stored record cannot be used. The record is left as it is, for an
+/// operator to fix or delete.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The JSON is malformed or lacks a field Vessel needs.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// The key does not end in a valid user id.
+    #[error("its key names {0:?}, which is not a valid user id: {1}")]
+    BadKey(String, InvalidUserId),
+    /// The record's `userId` is not the user of its key.
+    #[error("it names user {0:?}, not the user of its key")]
+    OtherUser(String),
+    /// The record's `vmId` is not a name of its user's VM.
+    #[error("its vmId {found:?} is not a VM of the user of its key (expected {expected:?})")]
+    OtherVm {
+        /// The `vmId` the record holds.
+        found: String,
+        /// The VM id Vessel gives the key's user.
+        expected: String,
+    },
+}
+
 /// Where a session is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -84,7 +109,8 @@ pub struct SessionRecord {
     /// The user. Filled in from the key when a hand-written record omits it.
     #[serde(default)]
     pub user_id: String,
-    /// The VM's id, `user-{userId}-session`.
+    /// The VM's id, `vessel-{public name}` (see [`crate::names`]); records
+    /// written by Vessel 0.1 hold `user-{userId}-session`.
     pub vm_id: String,
     /// The VM's address; `null` while starting.
     #[serde(default)]
@@ -133,11 +159,27 @@ impl SessionRecord {
         self.start_step.is_none_or(StartStep::route_may_exist)
     }
 
-    /// Parses a stored record; `user_id` fills in a missing `userId`.
-    pub fn from_json(bytes: &[u8], user_id: &str) -> Result<SessionRecord, serde_json::Error> {
+    /// Parses the record stored under the key of `key_user`, and checks that
+    /// it is bound to that key: a `userId` it holds is `key_user`'s (it
+    /// fills in a missing one), and its `vmId` is a name Vessel gives that
+    /// user's VM (see [`UserId::owns_vm_id`]). A record that names another
+    /// user, or a VM that is not its user's (a bad hand edit, or a write by
+    /// anyone with access to the store), is refused, so that acting on it
+    /// can never stop, route or remove another user's session.
+    pub fn from_json(bytes: &[u8], key_user: &str) -> Result<SessionRecord, RecordError> {
         let mut record: SessionRecord = serde_json::from_slice(bytes)?;
+        let user = UserId::parse(key_user)
+            .map_err(|error| RecordError::BadKey(key_user.to_string(), error))?;
         if record.user_id.is_empty() {
-            record.user_id = user_id.to_string();
+            record.user_id = key_user.to_string();
+        } else if record.user_id != key_user {
+            return Err(RecordError::OtherUser(record.user_id));
+        }
+        if !user.owns_vm_id(&record.vm_id) {
+            return Err(RecordError::OtherVm {
+                found: record.vm_id,
+                expected: user.vm_id(),
+            });
         }
         Ok(record)
     }
@@ -193,7 +235,7 @@ mod tests {
     #[test]
     fn the_start_step_says_what_may_exist() {
         let mut record = SessionRecord::from_json(
-            br#"{"vmId":"v","lastHeartbeat":1,"status":"starting","startStep":"copying-project"}"#,
+            br#"{"vmId":"vessel-a-0","lastHeartbeat":1,"status":"starting","startStep":"copying-project"}"#,
             "a",
         )
         .unwrap();
@@ -211,7 +253,7 @@ mod tests {
     #[test]
     fn floats_from_lua_are_read_as_milliseconds() {
         let record = SessionRecord::from_json(
-            br#"{"userId":"a","vmId":"v","lastHeartbeat":1.7e12,"status":"stopping"}"#,
+            br#"{"userId":"a","vmId":"vessel-a-0","lastHeartbeat":1.7e12,"status":"stopping"}"#,
             "a",
         )
         .unwrap();
@@ -221,8 +263,11 @@ mod tests {
 
     #[test]
     fn a_record_without_a_heartbeat_or_with_a_bad_one_is_refused() {
-        assert!(SessionRecord::from_json(br#"{"vmId":"v"}"#, "a").is_err());
-        assert!(SessionRecord::from_json(br#"{"vmId":"v","lastHeartbeat":"soon"}"#, "a").is_err());
+        assert!(SessionRecord::from_json(br#"{"vmId":"vessel-a-0"}"#, "a").is_err());
+        assert!(
+            SessionRecord::from_json(br#"{"vmId":"vessel-a-0","lastHeartbeat":"soon"}"#, "a")
+                .is_err()
+        );
         assert!(SessionRecord::from_json(b"not json", "a").is_err());
     }
 
@@ -230,7 +275,7 @@ mod tests {
     fn the_seed_fields_are_written_with_the_seed_names() {
         let record = SessionRecord {
             user_id: "a".into(),
-            vm_id: "user-a-session".into(),
+            vm_id: "vessel-a-0".into(),
             ip: Some("127.61.0.1".into()),
             url: Some("http://127.0.0.1:8000/a/".into()),
             last_heartbeat: 5,
@@ -247,5 +292,50 @@ mod tests {
             assert!(json.get(field).is_some(), "missing {field}");
         }
         assert_eq!(json["lastHeartbeat"], 5);
+    }
+
+    #[test]
+    fn a_record_is_bound_to_the_user_of_its_key() {
+        let parse = |json: &str, key: &str| SessionRecord::from_json(json.as_bytes(), key);
+        // Its own VM, under the current name or the one Vessel 0.1 wrote.
+        assert!(parse(r#"{"vmId":"vessel-alice-0","lastHeartbeat":1}"#, "alice").is_ok());
+        assert!(
+            parse(
+                r#"{"vmId":"user-alice-session","lastHeartbeat":1}"#,
+                "alice"
+            )
+            .is_ok()
+        );
+        assert!(
+            parse(
+                r#"{"userId":"alice","vmId":"vessel-alice-0","lastHeartbeat":1}"#,
+                "alice"
+            )
+            .is_ok()
+        );
+        // Another user's name or VM, or a key that is no user id: refused.
+        assert!(matches!(
+            parse(r#"{"userId":"bob","vmId":"vessel-alice-0","lastHeartbeat":1}"#, "alice"),
+            Err(RecordError::OtherUser(user)) if user == "bob"
+        ));
+        for vm in [
+            "vessel-bob-0",
+            "user-bob-session",
+            "vessel-alice-1",
+            "",
+            "vessel-alice-0 ",
+        ] {
+            let json = format!(r#"{{"vmId":"{vm}","lastHeartbeat":1}}"#);
+            assert!(
+                matches!(parse(&json, "alice"), Err(RecordError::OtherVm { .. })),
+                "{vm}"
+            );
+        }
+        // The same user spelled in another case is another user.
+        assert!(parse(r#"{"vmId":"vessel-alice-0","lastHeartbeat":1}"#, "Alice").is_err());
+        assert!(matches!(
+            parse(r#"{"vmId":"vessel-a-0","lastHeartbeat":1}"#, "a.b"),
+            Err(RecordError::BadKey(..))
+        ));
     }
 }

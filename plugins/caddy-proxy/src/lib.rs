@@ -16,11 +16,16 @@
 //! - `path_template` (path mode): the prefix (`/{user}`).
 //! - `host_template` (host mode): the host name, e.g. `{user}.dev.example.com`.
 //! - `url_template`: the public URL (`http://127.0.0.1/{user}/`).
+//!
+//! In every template `{user}` is the session's public name (a lower-case
+//! DNS label, unique per user even ignoring case: Caddy's path and host
+//! matchers ignore case) and `{route}` the route id; each template must
+//! contain one of them.
 //! - `timeout_ms`: limit for each admin API request (`10000`).
 
 mod route;
 
-use proxy_route::Route;
+use proxy_route::{Route, RouteRequest};
 use route::{Layout, RouteObject};
 
 wit_bindgen::generate!({
@@ -88,15 +93,15 @@ fn id_path(route_id: &str) -> String {
 impl Guest for CaddyProxy {
     fn add_route(route: RouteSpec) -> Result<String, DriverError> {
         let layout = layout()?;
-        let object = Route::new(
-            &route.route_id,
-            &route.user_id,
-            &route.target_ip,
-            route.target_port,
-            &layout.url,
-        )
-        .map_err(DriverError::InvalidInput)?;
-        let json = RouteObject::to_caddy(&object, &layout);
+        let request = RouteRequest {
+            route_id: &route.route_id,
+            name: &route.name,
+            user_id: &route.user_id,
+            target_ip: &route.target_ip,
+            target_port: route.target_port,
+        };
+        let object = Route::new(request, &layout.url).map_err(DriverError::InvalidInput)?;
+        let json = RouteObject::to_caddy(&object, &layout).map_err(DriverError::InvalidInput)?;
         // An upsert: replace the route in place if it exists, else append it.
         let existing = call("GET", &id_path(&route.route_id), None)?;
         let response = match existing.status {

@@ -15,6 +15,10 @@
 //!   the error;
 //! - `env`: returns the environment variables it sees, `;`-separated;
 //! - `settings`: returns its settings as `k=v;...`.
+//!
+//! The VM id of a session of user `{probe}` (`vessel-{probe}-0`, for a
+//! lower-case probe name) runs that probe too, so a start's liveness check
+//! can trigger it.
 
 use std::io::Write;
 
@@ -63,6 +67,10 @@ impl Guest for Hostile {
     }
 
     fn inspect(probe: String) -> Result<Option<VmInfo>, DriverError> {
+        let probe = probe
+            .strip_prefix("vessel-")
+            .and_then(|id| id.strip_suffix("-0"))
+            .map_or(probe.clone(), str::to_string);
         let (name, rest) = probe.split_once(':').unwrap_or((probe.as_str(), ""));
         match name {
             "loop" => {

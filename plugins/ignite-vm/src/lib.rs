@@ -11,14 +11,16 @@
 //! - copy-to: `ignite cp HOST_PATH UID:VM_PATH`;
 //! - remove: `ignite rm -f UID` (an absent VM is a success);
 //! - inspect: `ignite inspect vm NAME`;
-//! - list-vms: `ignite ps -a`, keeping only Vessel's VMs (`user-…-session`).
+//! - list-vms: `ignite ps -a`, keeping only Vessel's VMs (`vessel-…`, and
+//!   `user-…-session` from Vessel 0.1).
 //!
 //! Ignite matches a VM argument by exact id or name, and otherwise by
-//! prefix, so `rm user-a-session` could remove `user-a-session2-session` when
+//! prefix, so `rm vessel-a-0` could remove `vessel-a-0-0` when
 //! the first is gone. The driver therefore resolves every VM with
 //! `inspect`, checks the exact name, and acts on its unique id.
 //!
-//! Ignite names cannot hold upper case; see [`name`] for the mapping.
+//! The host's VM ids are valid ignite names (lower case, DNS-1123), so they
+//! are passed as they are; see [`name`] for ignite's rules.
 //!
 //! Settings (all optional):
 //! - `ignite`: the exec grant to run (`ignite`);
@@ -101,25 +103,18 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|a| a.to_string()).collect()
 }
 
-fn check_id(vm_id: &str) -> Result<(), DriverError> {
-    if name::is_valid_id(vm_id) {
-        Ok(())
-    } else {
-        Err(DriverError::InvalidInput(format!(
-            "VM id {vm_id:?} is not valid"
-        )))
-    }
-}
-
-/// The VM named exactly for `vm_id`, if it exists.
+/// The VM named exactly `vm_id`, if it exists. A name ignite refuses
+/// cannot name a VM on it, so there is nothing to find (or remove).
 fn find(vm_id: &str) -> Result<Option<IgniteVm>, DriverError> {
-    let ignite_name = name::to_ignite(vm_id);
+    if !name::is_ignite_name(vm_id) {
+        return Ok(None);
+    }
     let timeout = millis("timeout_ms", 60_000);
-    match ignite(&args(&["inspect", "vm", &ignite_name]), timeout)? {
+    match ignite(&args(&["inspect", "vm", vm_id]), timeout)? {
         Ok(printed) => {
             let vm = IgniteVm::parse(&printed.stdout).map_err(DriverError::Failed)?;
             // A prefix match is another VM: ours does not exist.
-            Ok((vm.metadata.name == ignite_name).then_some(vm))
+            Ok((vm.metadata.name == vm_id).then_some(vm))
         }
         Err(Failure::NotFound(_)) => Ok(None),
         Err(Failure::Other(m)) if m.contains("ambiguous VM query") => Ok(None),
@@ -145,7 +140,7 @@ fn run_args(spec: &VmSpec) -> Vec<String> {
         "run".to_string(),
         spec.image.clone(),
         "--name".to_string(),
-        name::to_ignite(&spec.vm_id),
+        spec.vm_id.clone(),
         "--cpus".to_string(),
         spec.cpus.to_string(),
         "--memory".to_string(),
@@ -183,7 +178,12 @@ fn run_args(spec: &VmSpec) -> Vec<String> {
 
 impl Guest for IgniteDriver {
     fn create(spec: VmSpec) -> Result<VmInfo, DriverError> {
-        check_id(&spec.vm_id)?;
+        if !name::is_ignite_name(&spec.vm_id) {
+            return Err(DriverError::InvalidInput(format!(
+                "VM id {:?} is not a name ignite accepts (a lower-case DNS-1123 subdomain)",
+                spec.vm_id
+            )));
+        }
         if spec.image.is_empty() || spec.image.starts_with('-') {
             return Err(DriverError::InvalidInput(format!(
                 "image {:?} is not valid",
@@ -217,7 +217,6 @@ impl Guest for IgniteDriver {
     }
 
     fn copy_to(vm_id: String, host_path: String, vm_path: String) -> Result<(), DriverError> {
-        check_id(&vm_id)?;
         if !host_path.starts_with('/') || !vm_path.starts_with('/') {
             return Err(DriverError::InvalidInput(
                 "copy-to paths must be absolute".to_string(),
@@ -235,7 +234,6 @@ impl Guest for IgniteDriver {
     }
 
     fn remove(vm_id: String) -> Result<(), DriverError> {
-        check_id(&vm_id)?;
         let Some(vm) = find(&vm_id)? else {
             return Ok(());
         };
@@ -255,7 +253,6 @@ impl Guest for IgniteDriver {
     }
 
     fn inspect(vm_id: String) -> Result<Option<VmInfo>, DriverError> {
-        check_id(&vm_id)?;
         Ok(find(&vm_id)?.map(|vm| info(&vm_id, &vm)))
     }
 
@@ -265,18 +262,16 @@ impl Guest for IgniteDriver {
         let rows = table::parse_ps(&printed.stdout).map_err(DriverError::Failed)?;
         Ok(rows
             .into_iter()
-            .filter_map(|row| {
-                let vm_id = name::from_ignite(&row.name).filter(|id| name::is_vessel_vm(id))?;
-                Some(VmInfo {
-                    vm_id,
-                    state: if row.running() {
-                        VmState::Running
-                    } else {
-                        VmState::Stopped
-                    },
-                    ip: row.ips.first().cloned(),
-                    ports: Vec::new(),
-                })
+            .filter(|row| name::is_vessel_vm(&row.name))
+            .map(|row| VmInfo {
+                state: if row.running() {
+                    VmState::Running
+                } else {
+                    VmState::Stopped
+                },
+                ip: row.ips.first().cloned(),
+                vm_id: row.name,
+                ports: Vec::new(),
             })
             .collect())
     }

@@ -1,93 +1,80 @@
-//! VM names: Vessel's VM ids as ignite accepts them, and back.
+//! VM names: which names ignite accepts, and which VMs are Vessel's.
 //!
-//! Ignite requires names to match `^[a-z-_0-9.:/@]*$` (no upper case;
-//! `pkg/metadata/metadata.go`), while Vessel's ids are `[A-Za-z0-9_-]` and
-//! case-sensitive (`user-User-A-session`). Lowercasing alone would make
-//! `User-A` and `user-a` collide, so an upper-case letter `X` is written as
-//! `.x`: `.` never occurs in a Vessel id, which makes the mapping one-to-one.
+//! The host gives every VM an id that is already a valid ignite name
+//! (`vessel-{public name}`: lower case, digits and '-', at most 66
+//! characters; see the WIT `types` docs), so the driver passes it to ignite
+//! as it is. It still checks each id against ignite's own rules first, so
+//! that a bad id is refused with a clear error before anything runs.
 
-/// The ignite name for Vessel VM id `vm_id`.
-pub fn to_ignite(vm_id: &str) -> String {
-    let mut name = String::with_capacity(vm_id.len() + 4);
-    for c in vm_id.chars() {
-        if c.is_ascii_uppercase() {
-            name.push('.');
-            name.push(c.to_ascii_lowercase());
-        } else {
-            name.push(c);
-        }
-    }
-    name
+/// The longest name ignite accepts (a DNS-1123 subdomain).
+const MAX_NAME_LEN: usize = 253;
+
+/// Whether ignite v0.10 accepts `name` as a VM name. Ignite checks twice:
+/// the characters `^[a-z-_0-9.:/@]*$` (`pkg/metadata`), then
+/// `ValidateVMName`, Kubernetes' `IsDNS1123Subdomain`
+/// (`pkg/apis/ignite/validation`): at most 253 characters of lower-case
+/// alphanumerics, '-' and '.', each dot-separated label starting and ending
+/// with an alphanumeric. The second rule is the stricter one.
+pub fn is_ignite_name(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.starts_with(alnum)
+                && label.ends_with(alnum)
+                && label.chars().all(|c| alnum(c) || c == '-')
+        })
 }
 
-/// The Vessel VM id of ignite name `name`, if it is one Vessel made.
-pub fn from_ignite(name: &str) -> Option<String> {
-    let mut id = String::with_capacity(name.len());
-    let mut chars = name.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '.' => id.push(
-                chars
-                    .next()
-                    .filter(char::is_ascii_lowercase)?
-                    .to_ascii_uppercase(),
-            ),
-            c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' => id.push(c),
-            _ => return None,
-        }
-    }
-    Some(id)
-}
-
-/// Whether `vm_id` is one of Vessel's session VMs (`user-{user}-session`):
-/// the VMs this driver lists, leaving others on the same ignite alone.
-pub fn is_vessel_vm(vm_id: &str) -> bool {
-    vm_id.len() > "user--session".len() && vm_id.starts_with("user-") && vm_id.ends_with("-session")
-}
-
-/// Whether `vm_id` is in the contract's id charset.
-pub fn is_valid_id(vm_id: &str) -> bool {
-    !vm_id.is_empty()
-        && vm_id.len() <= 64
-        && vm_id.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && vm_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+/// Whether VM `name` is one of Vessel's sessions, which `list-vms` reports:
+/// `vessel-…`, or `user-…-session` (the names of Vessel 0.1). Other VMs on
+/// the same ignite are left alone.
+pub fn is_vessel_vm(name: &str) -> bool {
+    (name.len() > "vessel-".len() && name.starts_with("vessel-"))
+        || (name.len() > "user--session".len()
+            && name.starts_with("user-")
+            && name.ends_with("-session"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ignite_accepts(name: &str) -> bool {
-        name.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.:/@".contains(c))
-    }
-
     #[test]
-    fn mixed_case_ids_become_valid_distinct_names_and_come_back() {
-        let upper = to_ignite("user-User-A-session");
-        let lower = to_ignite("user-user-a-session");
-        assert_eq!(upper, "user-.user-.a-session");
-        assert_eq!(lower, "user-user-a-session");
-        assert_ne!(upper, lower);
-        for id in [
-            "user-User-A-session",
-            "user-user-a-session",
-            "user-x_9-session",
-        ] {
-            let name = to_ignite(id);
-            assert!(ignite_accepts(&name), "{name}");
-            assert_eq!(from_ignite(&name).as_deref(), Some(id));
+    fn vessel_ids_are_ignite_names_as_they_are() {
+        let longest = format!("vessel-{}-{}", "z".repeat(48), "1".repeat(10));
+        assert_eq!(longest.len(), 66);
+        for name in ["vessel-user-a-x", "vessel-a-b-2", "vessel-9x-0", &longest] {
+            assert!(is_ignite_name(name), "{name}");
         }
     }
 
     #[test]
-    fn foreign_names_are_not_mistaken_for_vessel_vms() {
-        assert_eq!(from_ignite("web.1"), None);
-        assert_eq!(from_ignite("a:b"), None);
-        assert!(from_ignite("my-vm").is_some_and(|id| !is_vessel_vm(&id)));
-        assert!(is_vessel_vm("user-a-session"));
+    fn names_ignite_refuses_are_refused() {
+        for name in [
+            "user-.user-.a-session", // the label "user-" ends in '-'
+            "user-User-A-session",   // upper case
+            "user-a_b-session",      // '_' passes the first rule, not the second
+            "a:b",
+            "a/b",
+            "-a",
+            "a-",
+            "",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_ignite_name(name), "{name}");
+        }
+        assert!(is_ignite_name(&"a".repeat(253)));
+        assert!(is_ignite_name("web.1"));
+    }
+
+    #[test]
+    fn only_vessel_vms_are_listed() {
+        assert!(is_vessel_vm("vessel-user-a-x"));
+        assert!(is_vessel_vm("user-alice-session"));
+        assert!(!is_vessel_vm("vessel-"));
         assert!(!is_vessel_vm("user--session"));
+        assert!(!is_vessel_vm("my-vm"));
     }
 }

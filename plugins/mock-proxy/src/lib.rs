@@ -1,18 +1,20 @@
 //! `mock-proxy`: a proxy driver that records routes instead of serving them,
 //! for development and tests.
 //!
-//! A route is a JSON file in the plugin's state directory; the URL it returns
+//! A route is a JSON file in the plugin's state directory (a
+//! [`proxy_route::Route`], checked as the real proxy drivers check it); the URL it returns
 //! is built from a template. Every call is written to a call record.
 //!
 //! Settings (all optional):
 //! - `state_dir`: the guest path of the granted state directory (`/state`).
 //! - `url_template`: the public URL, with `{user}` and `{route}` replaced by
-//!   the user id and route id (`http://127.0.0.1:8000/{user}/`).
+//!   the session's public name and the route id
+//!   (`http://127.0.0.1:8000/{user}/`).
 //! - `fail_<op>`: inject a fault into `<op>` (`add_route`, `remove_route`,
 //!   `list_routes`), in the format of [`mock_state::Fault`]. A file
 //!   `faults/<op>` (with dashes: `faults/add-route`) does the same at run time.
 
-use serde::{Deserialize, Serialize};
+use proxy_route::{Route, RouteRequest};
 
 wit_bindgen::generate!({
     world: "proxy-plugin",
@@ -26,45 +28,26 @@ use vessel::infra::types::{DriverError, RouteInfo, RouteSpec};
 
 const DEFAULT_URL_TEMPLATE: &str = "http://127.0.0.1:8000/{user}/";
 
-/// A route as stored in `items/<route-id>.json`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MockRoute {
-    route_id: String,
-    user_id: String,
-    target_ip: String,
-    target_port: u16,
-    url: String,
-}
-
 struct MockProxyDriver;
 
 mock_state::mock_driver_plumbing!("mock-proxy");
-
-fn url_for(route: &RouteSpec) -> String {
-    config::get("url_template")
-        .unwrap_or_else(|| DEFAULT_URL_TEMPLATE.to_string())
-        .replace("{user}", &route.user_id)
-        .replace("{route}", &route.route_id)
-}
 
 impl Guest for MockProxyDriver {
     fn add_route(route: RouteSpec) -> Result<String, DriverError> {
         let route_id = route.route_id.clone();
         operation("add-route", &route_id, |state| {
-            if route.target_ip.parse::<std::net::IpAddr>().is_err() {
-                return Err(DriverError::InvalidInput(format!(
-                    "target ip {:?} is not an IP address",
-                    route.target_ip
-                )));
-            }
-            let stored = MockRoute {
-                url: url_for(&route),
-                route_id: route.route_id,
-                user_id: route.user_id,
-                target_ip: route.target_ip,
+            // The same checks as the real proxy drivers: a mock that took
+            // what nginx or Caddy refuse would hide the host's mistakes.
+            let request = RouteRequest {
+                route_id: &route.route_id,
+                name: &route.name,
+                user_id: &route.user_id,
+                target_ip: &route.target_ip,
                 target_port: route.target_port,
             };
+            let template =
+                config::get("url_template").unwrap_or_else(|| DEFAULT_URL_TEMPLATE.to_string());
+            let stored = Route::new(request, &template).map_err(DriverError::InvalidInput)?;
             state
                 .put_item(&stored.route_id, &stored)
                 .map_err(io_failed)?;
@@ -89,7 +72,7 @@ impl Guest for MockProxyDriver {
     fn list_routes() -> Result<Vec<RouteInfo>, DriverError> {
         operation("list-routes", "", |state| {
             Ok(state
-                .items::<MockRoute>()
+                .items::<Route>()
                 .map_err(io_failed)?
                 .into_iter()
                 .map(|(_, r)| RouteInfo {

@@ -36,6 +36,12 @@ const MAX_VMS: u32 = 254 * 254;
 #[serde(rename_all = "camelCase")]
 struct MockVm {
     vm_id: String,
+    /// The session's public name (absent in VMs of Vessel 0.1).
+    #[serde(default)]
+    name: String,
+    /// The labels the host attached (`vessel.user` = the exact user id).
+    #[serde(default)]
+    labels: Vec<(String, String)>,
     image: String,
     cpus: u32,
     memory_mib: u32,
@@ -96,6 +102,8 @@ impl Guest for MockVmDriver {
                 .ok_or_else(|| DriverError::Unavailable("mock-vm: no free addresses".into()))?;
             let mut vm = MockVm {
                 vm_id: vm_id.clone(),
+                name: spec.name,
+                labels: spec.labels,
                 image: spec.image,
                 cpus: spec.cpus,
                 memory_mib: spec.memory_mib,

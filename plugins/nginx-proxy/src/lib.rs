@@ -13,11 +13,16 @@
 //! - `mode`: `path` (default) — each route is a `location` block, included
 //!   inside the operator's `server {}`; or `host` — each route is a whole
 //!   `server {}` block for one host name, included in `http {}`.
-//! - `url_template`: the public URL; `{user}` and `{route}` are replaced
-//!   (default `http://127.0.0.1/{user}/`).
-//! - `location_template` (path mode): the location prefix (`/{user}/`).
+//! - `url_template`: the public URL; `{user}` is replaced by the session's
+//!   public name (a lower-case DNS label unique per user, even ignoring
+//!   case) and `{route}` by the route id (default `http://127.0.0.1/{user}/`).
+//! - `location_template` (path mode): the location prefix (`/{user}/`); it
+//!   must start and end with `/`, so no user's prefix covers another's.
 //! - `server_name_template` (host mode): the host name, e.g.
-//!   `{user}.dev.example.com`.
+//!   `{user}.dev.example.com` (nginx compares host names ignoring case,
+//!   which the public name is safe against).
+//!
+//! Every template must contain `{user}` or `{route}`.
 //! - `listen` (host mode): the `listen` parameters (`80`).
 //! - `nginx`: the exec grant to run nginx with (`nginx`); grant it with the
 //!   `-c`/`-p` arguments of the nginx to control.
@@ -25,7 +30,7 @@
 
 mod render;
 
-use proxy_route::Route;
+use proxy_route::{Route, RouteRequest};
 use render::{RouteFile, Template};
 
 wit_bindgen::generate!({
@@ -134,16 +139,17 @@ fn write_or_remove(path: &PathBuf, content: Option<&str>) -> Result<(), DriverEr
 impl Guest for NginxProxy {
     fn add_route(route: RouteSpec) -> Result<String, DriverError> {
         let template = template()?;
-        let file = Route::new(
-            &route.route_id,
-            &route.user_id,
-            &route.target_ip,
-            route.target_port,
-            &template.url,
-        )
-        .map_err(DriverError::InvalidInput)?;
+        let request = RouteRequest {
+            route_id: &route.route_id,
+            name: &route.name,
+            user_id: &route.user_id,
+            target_ip: &route.target_ip,
+            target_port: route.target_port,
+        };
+        let file = Route::new(request, &template.url).map_err(DriverError::InvalidInput)?;
+        let text = RouteFile::render(&file, &template).map_err(DriverError::InvalidInput)?;
         let path = routes_dir().join(RouteFile::file_name(&route.route_id));
-        apply(&path, Some(&RouteFile::render(&file, &template)))?;
+        apply(&path, Some(&text))?;
         log(
             Level::Info,
             &format!(

@@ -24,22 +24,38 @@ pub struct Template {
 
 impl Template {
     /// Reads the template from the plugin settings (see the crate docs).
+    ///
+    /// Every template must tell sessions apart (hold `{user}` or
+    /// `{route}`), and a location must end with `/`: nginx matches
+    /// locations by prefix, so `/user-a-0` would also catch
+    /// `/user-a-0-0/…`, another user's path.
     pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Template, String> {
         let mode = match get("mode").as_deref().unwrap_or("path") {
-            "path" => Mode::Path {
-                location: get("location_template").unwrap_or_else(|| "/{user}/".into()),
-            },
-            "host" => Mode::Host {
-                server_name: get("server_name_template")
-                    .ok_or("host mode needs the server_name_template setting")?,
-                listen: get("listen").unwrap_or_else(|| "80".into()),
-            },
+            "path" => {
+                let location = get("location_template").unwrap_or_else(|| "/{user}/".into());
+                proxy_route::check_template("location_template", &location)?;
+                if !location.starts_with('/') || !location.ends_with('/') {
+                    return Err(format!(
+                        "the location_template setting {location:?} must start and end with '/', \
+                         or one user's location would be a prefix of another's"
+                    ));
+                }
+                Mode::Path { location }
+            }
+            "host" => {
+                let server_name = get("server_name_template")
+                    .ok_or("host mode needs the server_name_template setting")?;
+                proxy_route::check_template("server_name_template", &server_name)?;
+                Mode::Host {
+                    server_name,
+                    listen: get("listen").unwrap_or_else(|| "80".into()),
+                }
+            }
             other => return Err(format!("mode must be path or host, not {other:?}")),
         };
-        Ok(Template {
-            mode,
-            url: get("url_template").unwrap_or_else(|| "http://127.0.0.1/{user}/".into()),
-        })
+        let url = get("url_template").unwrap_or_else(|| "http://127.0.0.1/{user}/".into());
+        proxy_route::check_template("url_template", &url)?;
+        Ok(Template { mode, url })
     }
 }
 
@@ -55,8 +71,9 @@ impl RouteFile {
         format!("vessel-{route_id}.conf")
     }
 
-    /// The file's text for `route`.
-    pub fn render(route: &Route, template: &Template) -> String {
+    /// The file's text for `route`; an error if the filled-in server name
+    /// is not a valid host name.
+    pub fn render(route: &Route, template: &Template) -> Result<String, String> {
         let header = serde_json::to_string(route).unwrap_or_default();
         let proxy = |indent: &str, pass: &str| {
             [
@@ -76,20 +93,21 @@ impl RouteFile {
         match &template.mode {
             Mode::Path { location } => {
                 let prefix = route.fill(location);
-                format!(
+                Ok(format!(
                     "{HEADER}{header}\nlocation ^~ {prefix} {{\n{}}}\n",
                     proxy("    ", &format!("http://{}/", route.authority()))
-                )
+                ))
             }
             Mode::Host {
                 server_name,
                 listen,
             } => {
                 let name = route.fill(server_name);
-                format!(
+                proxy_route::check_host_name(&name)?;
+                Ok(format!(
                     "{HEADER}{header}\nserver {{\n    listen {listen};\n    server_name {name};\n    location / {{\n{}    }}\n}}\n",
                     proxy("        ", &format!("http://{}", route.authority()))
-                )
+                ))
             }
         }
     }
@@ -104,6 +122,7 @@ impl RouteFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proxy_route::RouteRequest;
 
     fn template(mode: &str) -> Template {
         Template::from_settings(|key| match (mode, key) {
@@ -115,26 +134,40 @@ mod tests {
         .unwrap()
     }
 
+    fn route(ip: &str, template: &Template) -> Route {
+        let request = RouteRequest {
+            route_id: "vessel-user-a-x",
+            name: "user-a-x",
+            user_id: "User-A",
+            target_ip: ip,
+            target_port: 8080,
+        };
+        Route::new(request, &template.url).unwrap()
+    }
+
     #[test]
     fn a_path_route_is_a_location_that_strips_the_prefix() {
         let t = template("path");
-        let file = Route::new("user-a-session", "a", "127.61.0.2", 8080, &t.url).unwrap();
-        let text = RouteFile::render(&file, &t);
-        assert!(text.contains("location ^~ /a/ {"), "{text}");
+        let file = route("127.61.0.2", &t);
+        let text = RouteFile::render(&file, &t).unwrap();
+        assert!(text.contains("location ^~ /user-a-x/ {"), "{text}");
         assert!(
             text.contains("proxy_pass http://127.61.0.2:8080/;"),
             "{text}"
         );
-        assert_eq!(file.url, "https://dev.example.com/a/");
+        assert_eq!(file.url, "https://dev.example.com/user-a-x/");
         assert_eq!(RouteFile::parse(&text), Some(file));
     }
 
     #[test]
     fn a_host_route_is_a_server_block() {
         let t = template("host");
-        let file = Route::new("user-a-session", "a", "::1", 8080, &t.url).unwrap();
-        let text = RouteFile::render(&file, &t);
-        assert!(text.contains("server_name a.dev.example.com;"), "{text}");
+        let file = route("::1", &t);
+        let text = RouteFile::render(&file, &t).unwrap();
+        assert!(
+            text.contains("server_name user-a-x.dev.example.com;"),
+            "{text}"
+        );
         assert!(text.contains("listen 80;"), "{text}");
         assert!(text.contains("proxy_pass http://[::1]:8080;"), "{text}");
     }
@@ -142,5 +175,36 @@ mod tests {
     #[test]
     fn host_mode_needs_a_server_name() {
         assert!(Template::from_settings(|k| (k == "mode").then(|| "host".into())).is_err());
+    }
+
+    #[test]
+    fn templates_that_would_let_users_share_a_name_are_refused() {
+        for (key, value) in [
+            ("location_template", "/workspace/"),
+            ("location_template", "/{user}"),
+            ("url_template", "http://127.0.0.1/"),
+        ] {
+            let result = Template::from_settings(|k| (k == key).then(|| value.to_string()));
+            assert!(result.is_err(), "{key} = {value}");
+        }
+        let shared_host = Template::from_settings(|k| match k {
+            "mode" => Some("host".into()),
+            "server_name_template" => Some("dev.example.com".into()),
+            _ => None,
+        });
+        assert!(shared_host.is_err());
+    }
+
+    #[test]
+    fn a_server_name_over_a_dns_label_is_refused() {
+        let t = Template::from_settings(|k| match k {
+            "mode" => Some("host".into()),
+            "server_name_template" => Some("{route}.example.com".into()),
+            _ => None,
+        })
+        .unwrap();
+        let mut file = route("127.61.0.2", &t);
+        file.route_id = format!("vessel-{}", "a".repeat(59));
+        assert!(RouteFile::render(&file, &t).is_err());
     }
 }
