@@ -103,6 +103,12 @@ pub fn classify(stdout: &str, stderr: &str) -> Failure {
             stderr.trim().to_string()
         })
     } else if cobra.is_some()
+        // Kubernetes field errors from ignite's `ValidateVM`, e.g.
+        // `metadata.name: Invalid value: "x": a lowercase RFC 1123 ...`.
+        || lower.contains(": invalid value: ")
+        || lower.contains(": required value: ")
+        || lower.contains("invalid reference format")
+        || lower.contains("invalid label")
         || lower.contains("does not match required format")
         || lower.contains("invalid argument")
         || lower.contains("must be of form")
@@ -163,6 +169,23 @@ mod tests {
         assert!(matches!(
             classify(
                 &fatal("invalid name \"X\": does not match required format ^[a-z-_0-9.:/@]*$"),
+                ""
+            ),
+            Failure::Invalid(_)
+        ));
+        assert!(matches!(
+            classify(
+                &fatal(
+                    "metadata.name: Invalid value: \"user-.user-.a-session\": a lowercase RFC 1123 \
+                     subdomain must consist of lower case alphanumeric characters"
+                ),
+                ""
+            ),
+            Failure::Invalid(_)
+        ));
+        assert!(matches!(
+            classify(
+                &fatal("invalid reference format: repository name must be lowercase"),
                 ""
             ),
             Failure::Invalid(_)

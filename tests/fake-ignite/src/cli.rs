@@ -12,7 +12,8 @@ pub enum Kind {
     Bool,
     /// One value; the last occurrence wins.
     Value,
-    /// pflag `StringSlice`: repeatable, and each value split on commas.
+    /// pflag `StringSlice`: repeatable, and each value read as one CSV
+    /// record (`a,,b` is three values, `"a,b"` one; see `gocsv`).
     List,
     /// pflag `StringArray`: repeatable, values kept whole.
     Array,
@@ -236,11 +237,11 @@ fn store(parsed: &mut Parsed, spec: &FlagSpec, value: String) -> Result<(), Stri
             entry.push(truth.to_string());
         }
         Kind::List => {
-            for item in value.split(',').filter(|s| !s.is_empty()) {
+            for item in crate::gocsv::split(&value).map_err(invalid)? {
                 if let Some(check) = spec.validate {
-                    check(item).map_err(invalid)?;
+                    check(&item).map_err(invalid)?;
                 }
-                entry.push(item.to_string());
+                entry.push(item);
             }
         }
         _ => {
@@ -268,24 +269,21 @@ fn parse_go_bool(value: &str) -> Result<bool, String> {
     }
 }
 
-/// Validator for pflag `uint`/`uint64` flags.
+/// Validator for pflag `uint`/`uint64` flags: `strconv.ParseUint(v, 0, 64)`
+/// (so `0x10` and `1_000` are accepted, `+1` is not).
 pub fn validate_uint(value: &str) -> Result<(), String> {
-    value.parse::<u64>().map(|_| ()).map_err(|_| {
-        format!(
-            "strconv.ParseUint: parsing {}: invalid syntax",
-            crate::log::go_quote(value)
-        )
-    })
+    crate::goparse::parse_uint(value, 0, 64).map(|_| ())
 }
 
-/// Validator for pflag `uint32` flags.
+/// Validator for pflag `uint32` flags: `strconv.ParseUint(v, 0, 32)`.
 pub fn validate_uint32(value: &str) -> Result<(), String> {
-    value.parse::<u32>().map(|_| ()).map_err(|_| {
-        format!(
-            "strconv.ParseUint: parsing {}: invalid syntax",
-            crate::log::go_quote(value)
-        )
-    })
+    crate::goparse::parse_uint(value, 0, 32).map(|_| ())
+}
+
+/// Validator for ignite's `oci-image` flags (`cmdutil.OCIImageRefFlag`,
+/// i.e. `meta.NewOCIImageRef`).
+pub fn validate_oci_image(value: &str) -> Result<(), String> {
+    crate::reference::parse_oci_image_ref(value).map(|_| ())
 }
 
 /// Validator for ignite's `size` flags (datasize).

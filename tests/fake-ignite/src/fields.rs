@@ -1,6 +1,7 @@
 //! The VM fields reachable from Go templates (`ps -t`, `inspect -t`) and
-//! filters (`ps -f`), rendered as Go's `fmt` would print them, plus a small
-//! template engine that understands `{{.Field.Path}}` actions only.
+//! filters (`ps -f`, see `filter`), rendered as Go's `fmt` would print them,
+//! plus a small template engine that understands `{{.Field.Path}}` actions
+//! only.
 
 use crate::vm::Vm;
 use crate::{duration, sizes, timefmt};
@@ -105,97 +106,6 @@ impl Template {
     }
 }
 
-/// One condition of a `ps -f` filter.
-#[derive(Debug, PartialEq, Eq)]
-struct Condition {
-    /// Field path without the dot.
-    field: String,
-    /// Comparison.
-    op: Op,
-    /// Right-hand side.
-    value: String,
-}
-
-/// Filter operators (`pkg/filter/meta.go`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Op {
-    /// `=` or `==`.
-    Equal,
-    /// `!=`.
-    NotEqual,
-    /// `=~`.
-    Contains,
-    /// `!~`.
-    NotContains,
-}
-
-/// A `ps -f` filter: comma-separated `{{.Field}}<op>value` conditions, all of
-/// which must hold.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Filter {
-    /// All must hold.
-    conditions: Vec<Condition>,
-}
-
-impl Filter {
-    /// Parses `text` such as `{{.ObjectMeta.Name}}=my-vm,{{.Spec.CPUs}}!=3`.
-    pub fn parse(text: &str) -> Result<Filter, String> {
-        let invalid = |part: &str| {
-            format!(
-                "failed to generate filter: invalid expression {}",
-                crate::log::go_quote(part)
-            )
-        };
-        let mut conditions = Vec::new();
-        for part in text.split(',') {
-            let body = part
-                .trim()
-                .strip_prefix("{{")
-                .ok_or_else(|| invalid(part))?;
-            let (field, tail) = body.split_once("}}").ok_or_else(|| invalid(part))?;
-            let field = field
-                .trim()
-                .strip_prefix('.')
-                .ok_or_else(|| invalid(part))?
-                .to_string();
-            let (op, value) = [
-                ("==", Op::Equal),
-                ("!=", Op::NotEqual),
-                ("=~", Op::Contains),
-                ("!~", Op::NotContains),
-                ("=", Op::Equal),
-            ]
-            .iter()
-            .find_map(|(token, op)| tail.strip_prefix(token).map(|v| (*op, v.to_string())))
-            .ok_or_else(|| invalid(part))?;
-            conditions.push(Condition { field, op, value });
-        }
-        Ok(Filter { conditions })
-    }
-
-    /// Whether `vm` satisfies every condition.
-    pub fn matches(&self, vm: &Vm) -> Result<bool, String> {
-        for condition in &self.conditions {
-            let actual = resolve(vm, &condition.field).ok_or_else(|| {
-                format!(
-                    "failed to filter: unknown field {}",
-                    crate::log::go_quote(&condition.field)
-                )
-            })?;
-            let ok = match condition.op {
-                Op::Equal => actual == condition.value,
-                Op::NotEqual => actual != condition.value,
-                Op::Contains => actual.contains(&condition.value),
-                Op::NotContains => !actual.contains(&condition.value),
-            };
-            if !ok {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,19 +129,5 @@ mod tests {
             .and_then(|t| t.render(&vm))
             .unwrap_err();
         assert!(err.contains("can't evaluate field Nope"), "{err}");
-    }
-
-    #[test]
-    fn filters_like_ignite() {
-        let vm = sample_vm();
-        let yes = Filter::parse("{{.ObjectMeta.Name}}=my-vm,{{.Spec.CPUs}}!=3").expect("parse");
-        assert_eq!(yes.matches(&vm), Ok(true));
-        let no = Filter::parse("{{.Spec.Image.OCI}}!~ubuntu").expect("parse");
-        assert_eq!(no.matches(&vm), Ok(false));
-        assert_eq!(
-            Filter::parse("{{.Status.Running}}==true").and_then(|f| f.matches(&vm)),
-            Ok(true)
-        );
-        assert!(Filter::parse("name=x").is_err());
     }
 }

@@ -26,10 +26,14 @@ const UNITS: [(u64, &str); 6] = [
 ];
 
 /// Parses a size like datasize's `UnmarshalText`: digits, then an optional
-/// case-insensitive unit (`b`, `k`/`kb`/`kib`, … `e`); no unit means bytes.
-/// The error is Go's `strconv.NumError` text, e.g.
+/// case-insensitive unit (`b`, `k`/`kb`/`kib`, … `e`); no unit means bytes,
+/// and the empty string is 0 bytes (the digit loop never runs). The error
+/// is Go's `strconv.NumError` text, e.g.
 /// `strconv.UnmarshalText: parsing "lots": invalid syntax`.
 pub fn parse(text: &str) -> Result<u64, String> {
+    if text.is_empty() {
+        return Ok(0);
+    }
     let syntax = || {
         format!(
             "strconv.UnmarshalText: parsing {}: invalid syntax",
@@ -115,6 +119,13 @@ mod tests {
         assert_eq!(parse("10G"), Ok(10 * GB));
         assert_eq!(parse("2048"), Ok(2048));
         assert_eq!(parse("4 gib"), Ok(4 * GB));
+        assert_eq!(parse(""), Ok(0));
+        assert_eq!(parse("4096MB"), Ok(4 * GB));
+        assert_eq!(parse("1024mb"), Ok(GB));
+        assert_eq!(parse("8EB"), Ok(1 << 63));
+        assert!(parse("16EB").unwrap_err().ends_with("value out of range"));
+        assert!(parse(" 5GB").unwrap_err().ends_with("invalid syntax"));
+        assert!(parse("5.5GB").unwrap_err().ends_with("invalid syntax"));
         assert_eq!(
             parse("lots"),
             Err("strconv.UnmarshalText: parsing \"lots\": invalid syntax".into())

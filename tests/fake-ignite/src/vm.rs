@@ -27,13 +27,37 @@ pub const DEFAULT_RUNTIME: &str = "containerd";
 /// The network plugin the fake reports (`--network-plugin` default).
 pub const DEFAULT_NETWORK_PLUGIN: &str = "cni";
 
-/// A `--ports` mapping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A `--ports` mapping (`meta.PortMapping`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortMapping {
+    /// Host address to bind, as Go's `net.IP.String()` prints it; `None`
+    /// means all addresses.
+    #[serde(default)]
+    pub bind_address: Option<String>,
     /// Port on the host.
     pub host_port: u64,
     /// Port in the VM.
     pub vm_port: u64,
+    /// `tcp` or `udp`.
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+/// The protocol of mappings recorded before the fake stored one.
+fn default_protocol() -> String {
+    "tcp".to_string()
+}
+
+impl std::fmt::Display for PortMapping {
+    /// `PortMapping.String()`: `0.0.0.0:8080->80/tcp`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let address = self.bind_address.as_deref().unwrap_or("0.0.0.0");
+        write!(f, "{address}:{}->{}", self.host_port, self.vm_port)?;
+        if !self.protocol.is_empty() {
+            write!(f, "/{}", self.protocol)?;
+        }
+        Ok(())
+    }
 }
 
 /// A `--copy-files` mapping.
@@ -141,10 +165,16 @@ impl Vm {
                 .ports
                 .iter()
                 .map(|p| {
-                    Value::object(vec![
-                        ("hostPort", Value::Number(p.host_port)),
-                        ("vmPort", Value::Number(p.vm_port)),
-                    ])
+                    let mut port = Vec::new();
+                    if let Some(address) = &p.bind_address {
+                        port.push(("bindAddress", Value::str(address)));
+                    }
+                    port.push(("hostPort", Value::Number(p.host_port)));
+                    port.push(("vmPort", Value::Number(p.vm_port)));
+                    if !p.protocol.is_empty() {
+                        port.push(("protocol", Value::str(&p.protocol)));
+                    }
+                    Value::object(port)
                 })
                 .collect();
             Value::object(vec![("ports", Value::List(ports))])
@@ -230,7 +260,7 @@ impl Vm {
     pub fn ports_text(&self) -> String {
         self.ports
             .iter()
-            .map(|p| format!("0.0.0.0:{}->{}", p.host_port, p.vm_port))
+            .map(PortMapping::to_string)
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -274,17 +304,6 @@ pub fn pseudo_digest(text: &str) -> String {
         .collect()
 }
 
-/// Normalizes an OCI reference like `meta.NewOCIImageRef`: adds `:latest`
-/// when there is neither a tag nor a digest.
-pub fn normalize_image(reference: &str) -> String {
-    let last = reference.rsplit('/').next().unwrap_or(reference);
-    if last.contains(':') || reference.contains('@') {
-        reference.to_string()
-    } else {
-        format!("{reference}:latest")
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -304,8 +323,10 @@ pub(crate) mod tests {
             memory: 1 << 30,
             disk_size: DEFAULT_DISK,
             ports: vec![PortMapping {
+                bind_address: None,
                 host_port: 8080,
                 vm_port: 80,
+                protocol: "tcp".into(),
             }],
             copy_files: vec![],
             ssh: Some(Ssh::Generate),
@@ -323,7 +344,7 @@ pub(crate) mod tests {
     #[test]
     fn api_object_has_ignites_v1alpha4_shape() {
         let json = jsonfmt::to_json(&sample_vm().to_api_object());
-        let expected_start = "{\n  \"kind\": \"VM\",\n  \"apiVersion\": \"ignite.weave.works/v1alpha4\",\n  \"metadata\": {\n    \"name\": \"my-vm\",\n    \"uid\": \"e0c7fa4b1a2d3c4f\",\n    \"created\": \"2021-07-19T10:00:00Z\"\n  },\n  \"spec\": {\n    \"image\": {\n      \"oci\": \"weaveworks/ignite-ubuntu:latest\"\n    },\n    \"sandbox\": {\n      \"oci\": \"weaveworks/ignite:v0.10.0\"\n    },\n    \"kernel\": {\n      \"oci\": \"weaveworks/ignite-kernel:5.10.51\",\n      \"cmdLine\": \"console=ttyS0 reboot=k panic=1 pci=off ip=dhcp\"\n    },\n    \"cpus\": 2,\n    \"memory\": \"1GB\",\n    \"diskSize\": \"4GB\",\n    \"network\": {\n      \"ports\": [\n        {\n          \"hostPort\": 8080,\n          \"vmPort\": 80\n        }\n      ]\n    },\n    \"storage\": {\n      \n    },\n    \"ssh\": true\n  },\n  \"status\": {\n    \"running\": true,\n    \"runtime\": {\n      \"id\": \"abab";
+        let expected_start = "{\n  \"kind\": \"VM\",\n  \"apiVersion\": \"ignite.weave.works/v1alpha4\",\n  \"metadata\": {\n    \"name\": \"my-vm\",\n    \"uid\": \"e0c7fa4b1a2d3c4f\",\n    \"created\": \"2021-07-19T10:00:00Z\"\n  },\n  \"spec\": {\n    \"image\": {\n      \"oci\": \"weaveworks/ignite-ubuntu:latest\"\n    },\n    \"sandbox\": {\n      \"oci\": \"weaveworks/ignite:v0.10.0\"\n    },\n    \"kernel\": {\n      \"oci\": \"weaveworks/ignite-kernel:5.10.51\",\n      \"cmdLine\": \"console=ttyS0 reboot=k panic=1 pci=off ip=dhcp\"\n    },\n    \"cpus\": 2,\n    \"memory\": \"1GB\",\n    \"diskSize\": \"4GB\",\n    \"network\": {\n      \"ports\": [\n        {\n          \"hostPort\": 8080,\n          \"vmPort\": 80,\n          \"protocol\": \"tcp\"\n        }\n      ]\n    },\n    \"storage\": {\n      \n    },\n    \"ssh\": true\n  },\n  \"status\": {\n    \"running\": true,\n    \"runtime\": {\n      \"id\": \"abab";
         assert!(json.starts_with(expected_start), "{json}");
         assert!(json.contains("\"startTime\": \"2021-07-19T10:00:01Z\",\n    \"network\": {\n      \"plugin\": \"cni\",\n      \"ipAddresses\": [\n        \"127.61.0.2\"\n      ]\n    },"));
         assert!(json.ends_with("\"idPrefix\": \"ignite\"\n  }\n}\n"));
@@ -344,23 +365,18 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn normalizes_references_and_ports() {
-        assert_eq!(
-            normalize_image("weaveworks/ignite-ubuntu"),
-            "weaveworks/ignite-ubuntu:latest"
-        );
-        assert_eq!(
-            normalize_image("localhost:5000/img"),
-            "localhost:5000/img:latest"
-        );
-        assert_eq!(normalize_image("img:1.0"), "img:1.0");
-        assert_eq!(normalize_image("img@sha256:00"), "img@sha256:00");
+    fn renders_ports_and_digests() {
         let mut vm = sample_vm();
         vm.ports.push(PortMapping {
+            bind_address: Some("127.0.0.1".into()),
             host_port: 2222,
             vm_port: 22,
+            protocol: "udp".into(),
         });
-        assert_eq!(vm.ports_text(), "0.0.0.0:8080->80, 0.0.0.0:2222->22");
+        assert_eq!(
+            vm.ports_text(),
+            "0.0.0.0:8080->80/tcp, 127.0.0.1:2222->22/udp"
+        );
         assert_eq!(pseudo_digest("x").len(), 64);
     }
 }

@@ -219,9 +219,12 @@ fn running_vms_need_force_and_names_are_unique() {
     );
     let upper = env.ignite(&["run", "img", "--name", "Busy"]);
     assert_eq!(upper.code, 1);
-    assert_eq!(
-        upper.messages()[0].1,
-        "invalid name \"Busy\": does not match required format ^[a-z-_0-9.:/@]*$"
+    assert!(
+        upper.messages()[0]
+            .1
+            .starts_with("metadata.name: Invalid value: \"Busy\": a lowercase RFC 1123 subdomain"),
+        "{}",
+        upper.stdout
     );
     env.ok(&["stop", "busy"]);
     assert!(

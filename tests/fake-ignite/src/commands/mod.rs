@@ -50,6 +50,8 @@ pub enum ArgRule {
     Exact(usize),
     /// `cobra.MinimumNArgs(n)`.
     Minimum(usize),
+    /// `cobra.RangeArgs(min, max)`.
+    Range(usize, usize),
 }
 
 impl ArgRule {
@@ -59,6 +61,9 @@ impl ArgRule {
             ArgRule::Exact(n) if count != n => Err(format!("accepts {n} arg(s), received {count}")),
             ArgRule::Minimum(n) if count < n => Err(format!(
                 "requires at least {n} arg(s), only received {count}"
+            )),
+            ArgRule::Range(min, max) if count < min || count > max => Err(format!(
+                "accepts between {min} and {max} arg(s), received {count}"
             )),
             _ => Ok(()),
         }
@@ -405,6 +410,11 @@ mod tests {
             ArgRule::Exact(2).check(1),
             Err("accepts 2 arg(s), received 1".into())
         );
+        assert_eq!(
+            ArgRule::Range(0, 1).check(2),
+            Err("accepts between 0 and 1 arg(s), received 2".into())
+        );
+        assert_eq!(ArgRule::Range(0, 1).check(0), Ok(()));
         assert_eq!(
             ArgRule::Minimum(1).check(0),
             Err("requires at least 1 arg(s), only received 0".into())

@@ -5,7 +5,8 @@
 use crate::cli::{FlagSpec, Kind, Parsed};
 use crate::commands::{ArgRule, Command, Context};
 use crate::failure::{Failure, Outcome};
-use crate::fields::{Filter, Template};
+use crate::fields::Template;
+use crate::filter::Filter;
 use crate::usage::CommandSpec;
 use crate::vm::Vm;
 use crate::{duration, server, sizes, tabwriter, timefmt};
@@ -166,7 +167,7 @@ mod tests {
         assert_eq!(
             text,
             "VM ID\t\t\tIMAGE\t\t\t\tKERNEL\t\t\t\t\tSIZE\tCPUS\tMEMORY\t\tCREATED\tSTATUS\tIPS\t\tPORTS\t\t\tNAME\n\
-e0c7fa4b1a2d3c4f\tweaveworks/ignite-ubuntu:latest\tweaveworks/ignite-kernel:5.10.51\t4.0 GB\t2\t1024.0 MB\t6s ago\tUp 5s\t127.61.0.2\t0.0.0.0:8080->80\tmy-vm\n"
+e0c7fa4b1a2d3c4f\tweaveworks/ignite-ubuntu:latest\tweaveworks/ignite-kernel:5.10.51\t4.0 GB\t2\t1024.0 MB\t6s ago\tUp 5s\t127.61.0.2\t0.0.0.0:8080->80/tcp\tmy-vm\n"
         );
         assert_eq!(
             table(&[], false, now),

@@ -15,7 +15,9 @@ use crate::http::Site;
 use crate::store::Store;
 use crate::usage::CommandSpec;
 use crate::vm::{self, FileMapping, PortMapping, Ssh, Vm};
-use crate::{copy, ids, log::go_quote, netalloc, server, sizes, timefmt};
+use crate::{
+    copy, goparse, ids, k8s, log::go_quote, netalloc, portspec, reference, server, sizes, timefmt,
+};
 
 /// Flags of `run` (`addCreateFlags` + `addStartFlags` + runtime/network).
 const FLAGS: &[FlagSpec] = &[
@@ -32,6 +34,7 @@ const FLAGS: &[FlagSpec] = &[
         "strings",
         "A list of checks whose errors will be shown as warnings. Example: 'BinaryInPath,Port,ExistingFile'. Value 'all' ignores errors from all checks.",
     ),
+    FlagSpec::new("id-prefix", None, Kind::Value, "string", "Prefix string for system identifiers (default ignite)"),
     FlagSpec::new("interactive", Some('i'), Kind::Bool, "", "Attach to the VM after starting"),
     FlagSpec::new("kernel-args", None, Kind::Value, "string", "Set the command line for the kernel")
         .default("\"console=ttyS0 reboot=k panic=1 pci=off ip=dhcp\""),
@@ -42,7 +45,8 @@ const FLAGS: &[FlagSpec] = &[
         "oci-image",
         "Specify an OCI image containing the kernel at /boot/vmlinux and optionally, modules",
     )
-    .default("weaveworks/ignite-kernel:5.10.51"),
+    .default("weaveworks/ignite-kernel:5.10.51")
+    .validate(cli::validate_oci_image),
     FlagSpec::new("label", Some('l'), Kind::Array, "stringArray", "Set a label (foo=bar)"),
     FlagSpec::new("memory", None, Kind::Value, "size", "Amount of RAM to allocate for the VM")
         .default("512.0 MB")
@@ -58,12 +62,20 @@ const FLAGS: &[FlagSpec] = &[
     .default("cni")
     .validate(validate_network_plugin),
     FlagSpec::new("ports", Some('p'), Kind::List, "strings", "Map host ports to VM ports"),
+    FlagSpec::new(
+        "registry-config-dir",
+        None,
+        Kind::Value,
+        "string",
+        "Directory containing the registry configuration (default ~/.docker/)",
+    ),
     FlagSpec::new("require-name", None, Kind::Bool, "", "Require VM name to be passed, no name generation"),
     FlagSpec::new("runtime", None, Kind::Value, "runtime", "Container runtime to use. Available options are: [docker containerd]")
         .default("containerd")
         .validate(validate_runtime),
     FlagSpec::new("sandbox-image", None, Kind::Value, "oci-image", "Specify an OCI image for the VM sandbox")
-        .default("weaveworks/ignite:v0.10.0"),
+        .default("weaveworks/ignite:v0.10.0")
+        .validate(cli::validate_oci_image),
     FlagSpec::new("size", Some('s'), Kind::Value, "size", "VM filesystem size, for example 5GB or 2048MB")
         .default("4.0 GB")
         .validate(cli::validate_size),
@@ -89,7 +101,7 @@ pub static COMMAND: Command = Command {
         short: "Create a new VM and start it",
         flags: FLAGS,
     },
-    args: ArgRule::Exact(1),
+    args: ArgRule::Range(0, 1),
     needs_state: true,
     handler: handle,
 };
@@ -104,12 +116,14 @@ pub static VM_COMMAND: Command = Command {
         short: "Create a new VM and start it",
         flags: FLAGS,
     },
-    args: ArgRule::Exact(1),
+    args: ArgRule::Range(0, 1),
     needs_state: true,
     handler: handle,
 };
 
-/// `metadata.go` `nameRegex`, `^[a-z-_0-9.:/@]*$`.
+/// `metadata.go` `nameRegex`, `^[a-z-_0-9.:/@]*$`. Checked by `Create`
+/// after `ValidateVM`'s stricter RFC 1123 check has passed, so for `run` it
+/// can no longer fail; kept for the order of ignite's checks.
 fn valid_name(name: &str) -> bool {
     name.chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.:/@".contains(c))
@@ -142,7 +156,7 @@ fn validate_runtime(value: &str) -> Result<(), String> {
     match value {
         "containerd" | "docker" => Ok(()),
         _ => Err(format!(
-            "unknown runtime {}, must be one of [docker containerd]",
+            "invalid runtime {}, must be one of [docker containerd]",
             go_quote(value)
         )),
     }
@@ -153,7 +167,7 @@ fn validate_network_plugin(value: &str) -> Result<(), String> {
     match value {
         "cni" | "docker-bridge" => Ok(()),
         _ => Err(format!(
-            "unknown network plugin {}, must be one of [cni docker-bridge]",
+            "invalid network plugin {}, must be one of [cni docker-bridge]",
             go_quote(value)
         )),
     }
@@ -177,8 +191,8 @@ struct Request {
     copy_files: Vec<FileMapping>,
     /// `--ssh`.
     ssh: Option<Ssh>,
-    /// `--label`s.
-    labels: BTreeMap<String, String>,
+    /// `--label` values, checked by `Create` (after the name).
+    labels: Vec<String>,
     /// `--kernel-image`, normalized.
     kernel: String,
     /// `--kernel-args`.
@@ -206,7 +220,7 @@ fn handle(ctx: &Context, parsed: &Parsed) -> Outcome {
     let request = request(parsed)?;
     let settings = Settings::from_env()?;
     let store = ctx.store()?;
-    let mut vm = create(store, request)?;
+    let mut vm = create(ctx, store, request)?;
     if ctx.quiet {
         println!("{}", vm.id);
     } else {
@@ -224,14 +238,38 @@ fn handle(ctx: &Context, parsed: &Parsed) -> Outcome {
     Ok(())
 }
 
-/// Reads and validates the flags.
+/// `NewCreateOptions` (`cmd/ignite/run/create.go`): reads the flags and
+/// checks them in ignite's order: the image argument, `--copy-files`,
+/// `--ports`, `--require-name`, then `ValidateVM` (the name as an RFC 1123
+/// subdomain and the image being set, aggregated into one error).
 fn request(parsed: &Parsed) -> Result<Request, Failure> {
-    let name = parsed
-        .value("name")
-        .filter(|n| !n.is_empty())
-        .map(str::to_string);
-    if parsed.flag("require-name") && name.is_none() {
+    let image = parsed
+        .args
+        .first()
+        .map(|arg| reference::parse_oci_image_ref(arg))
+        .transpose()
+        .map_err(Failure::Fatal)?;
+    let copy_files = parse_file_mappings(&parsed.values("copy-files")).map_err(Failure::Fatal)?;
+    let ports = portspec::parse_port_mappings(&parsed.values("ports")).map_err(Failure::Fatal)?;
+    // Without `--name`, ignite has already generated a name at this point
+    // (`metadata.SetNameAndUID` runs before the flags are applied), so
+    // `--require-name` only fails for an explicitly empty `--name ""`.
+    let name = parsed.value("name").map(str::to_string);
+    if parsed.flag("require-name") && name.as_deref() == Some("") {
         return Err(Failure::fatal("must set VM name, flag --require-name set"));
+    }
+    let mut errors = name
+        .as_deref()
+        .map(k8s::validate_vm_name)
+        .unwrap_or_default();
+    if image.is_none() {
+        errors.push(k8s::FieldError::Required {
+            path: ".spec.image.oci".to_string(),
+            detail: "the OCI reference is mandatory".to_string(),
+        });
+    }
+    if let Some(message) = k8s::aggregate(&errors) {
+        return Err(Failure::Fatal(message));
     }
     let size = |flag: &str, default: u64| -> Result<u64, Failure> {
         parsed
@@ -239,9 +277,7 @@ fn request(parsed: &Parsed) -> Result<Request, Failure> {
             .map_or(Ok(default), |v| sizes::parse(v).map_err(Failure::Fatal))
     };
     let cpus = match parsed.value("cpus") {
-        Some(v) => v
-            .parse()
-            .map_err(|_| Failure::fatal(format!("invalid cpus {}", go_quote(v))))?,
+        Some(v) => goparse::parse_uint(v, 0, 64).map_err(Failure::Fatal)?,
         None => vm::DEFAULT_CPUS,
     };
     let ssh = parsed.value("ssh").filter(|v| !v.is_empty()).map(|v| {
@@ -251,22 +287,26 @@ fn request(parsed: &Parsed) -> Result<Request, Failure> {
             Ssh::PublicKey(public_key_path(v))
         }
     });
+    let oci_flag = |flag: &str, default: &str| -> Result<String, Failure> {
+        reference::parse_oci_image_ref(parsed.value(flag).unwrap_or(default))
+            .map_err(Failure::Fatal)
+    };
     Ok(Request {
-        image: vm::normalize_image(parsed.args.first().map(String::as_str).unwrap_or_default()),
+        image: image.unwrap_or_default(),
         name,
         cpus,
         memory: size("memory", vm::DEFAULT_MEMORY)?,
         disk_size: size("size", vm::DEFAULT_DISK)?,
-        ports: parse_ports(&parsed.values("ports")).map_err(Failure::Fatal)?,
-        copy_files: parse_file_mappings(&parsed.values("copy-files")).map_err(Failure::Fatal)?,
+        ports,
+        copy_files,
         ssh,
-        labels: parse_labels(&parsed.values("label")).map_err(Failure::Fatal)?,
-        kernel: vm::normalize_image(parsed.value("kernel-image").unwrap_or(vm::DEFAULT_KERNEL)),
+        labels: parsed.values("label"),
+        kernel: oci_flag("kernel-image", vm::DEFAULT_KERNEL)?,
         kernel_args: parsed
             .value("kernel-args")
             .unwrap_or(vm::DEFAULT_KERNEL_ARGS)
             .to_string(),
-        sandbox: vm::normalize_image(parsed.value("sandbox-image").unwrap_or(vm::DEFAULT_SANDBOX)),
+        sandbox: oci_flag("sandbox-image", vm::DEFAULT_SANDBOX)?,
         runtime: parsed
             .value("runtime")
             .unwrap_or(vm::DEFAULT_RUNTIME)
@@ -276,31 +316,6 @@ fn request(parsed: &Parsed) -> Result<Request, Failure> {
             .unwrap_or(vm::DEFAULT_NETWORK_PLUGIN)
             .to_string(),
     })
-}
-
-/// `meta.ParsePortMappings`.
-fn parse_ports(input: &[String]) -> Result<Vec<PortMapping>, String> {
-    let mut result: Vec<PortMapping> = Vec::new();
-    for mapping in input {
-        let parts: Vec<&str> = mapping.split(':').collect();
-        let [host, vm] = parts.as_slice() else {
-            return Err("port mappings must be of form <host port>:<VM port>".to_string());
-        };
-        let number = |text: &str| {
-            text.parse::<u64>().map_err(|_| {
-                format!(
-                    "strconv.ParseUint: parsing {}: invalid syntax",
-                    go_quote(text)
-                )
-            })
-        };
-        let (host_port, vm_port) = (number(host)?, number(vm)?);
-        if result.iter().any(|p| p.host_port == host_port) {
-            return Err("cannot use a port on the host twice".to_string());
-        }
-        result.push(PortMapping { host_port, vm_port });
-    }
-    Ok(result)
 }
 
 /// `parseFileMappings` (`run/create.go`).
@@ -323,7 +338,10 @@ fn parse_file_mappings(input: &[String]) -> Result<Vec<FileMapping>, String> {
         .collect()
 }
 
-/// `metadata.SetLabels`.
+/// `metadata.SetLabels` (`pkg/metadata/metadata.go`): each value split once
+/// on `=`, the key non-empty. Nothing else is checked: ignite does not apply
+/// Kubernetes' label-key or label-value rules, so any value (commas, `_`,
+/// upper case, any length) is kept as given.
 fn parse_labels(input: &[String]) -> Result<BTreeMap<String, String>, String> {
     let mut labels = BTreeMap::new();
     for label in input {
@@ -374,9 +392,11 @@ impl Settings {
     }
 }
 
-/// `Create`: names the VM, records it (not running) and copies
+/// `Create` (`cmd/ignite/run/create.go`): names the VM (`SetNameAndUID`:
+/// name format, then uniqueness), applies the labels (`SetLabels`),
+/// records the VM (not running), allocates its disk and copies
 /// `--copy-files` into its file system.
-fn create(store: &Store, request: Request) -> Result<Vm, Failure> {
+fn create(ctx: &Context, store: &Store, request: Request) -> Result<Vm, Failure> {
     let lock = store.lock()?;
     let existing = store.load_all(&lock);
     let taken = |name: &str| existing.iter().any(|vm| vm.name == name);
@@ -401,6 +421,7 @@ fn create(store: &Store, request: Request) -> Result<Vm, Failure> {
             go_quote(&name)
         )));
     }
+    let labels = parse_labels(&request.labels).map_err(Failure::Fatal)?;
     let id = loop {
         let candidate = ids::new_vm_id();
         if !existing
@@ -424,7 +445,7 @@ fn create(store: &Store, request: Request) -> Result<Vm, Failure> {
         ports: request.ports,
         copy_files: request.copy_files,
         ssh: request.ssh,
-        labels: request.labels,
+        labels,
         running: false,
         ip: None,
         container_id: String::new(),
@@ -433,6 +454,23 @@ fn create(store: &Store, request: Request) -> Result<Vm, Failure> {
         runtime: request.runtime,
         network_plugin: request.network_plugin,
     };
+    if vm.disk_size > i64::MAX as u64 {
+        // `dmlegacy.AllocateAndPopulateOverlay` fails after the VM object was
+        // saved; the deferred `metadata.Cleanup` reports and deletes it.
+        if ctx.quiet {
+            println!("{}", vm.id);
+        } else {
+            ctx.log.info(&format!(
+                "Removed VM with name {} and ID {}",
+                go_quote(&vm.name),
+                go_quote(&vm.id)
+            ));
+        }
+        return Err(Failure::fatal(format!(
+            "requested size {} too large, cannot truncate",
+            vm.disk_size
+        )));
+    }
     let root = store.vm_root(&vm.id);
     fs::create_dir_all(&root).map_err(|e| {
         Failure::fatal(format!(
@@ -670,32 +708,17 @@ mod tests {
         assert!(valid_name("a.b:c/d@e_f"));
         assert!(!valid_name("User-A"));
         assert!(!valid_name("has space"));
-        assert!(valid_name(&random_name()));
+        for _ in 0..50 {
+            let name = random_name();
+            assert!(
+                valid_name(&name) && k8s::validate_vm_name(&name).is_empty(),
+                "{name}"
+            );
+        }
     }
 
     #[test]
-    fn parses_ports_files_and_labels() {
-        assert_eq!(
-            parse_ports(&strings(&["8080:80", "2222:22"])),
-            Ok(vec![
-                PortMapping {
-                    host_port: 8080,
-                    vm_port: 80
-                },
-                PortMapping {
-                    host_port: 2222,
-                    vm_port: 22
-                }
-            ])
-        );
-        assert_eq!(
-            parse_ports(&strings(&["80"])),
-            Err("port mappings must be of form <host port>:<VM port>".into())
-        );
-        assert_eq!(
-            parse_ports(&strings(&["80:1", "80:2"])),
-            Err("cannot use a port on the host twice".into())
-        );
+    fn parses_files_and_labels() {
         assert_eq!(
             parse_file_mappings(&strings(&["a:/b"])),
             Err("--copy-files path arguments must be absolute".into())
@@ -712,5 +735,18 @@ mod tests {
             parse_labels(&strings(&["=x"])),
             Err("invalid label \"=x\", name empty".into())
         );
+        assert_eq!(
+            parse_labels(&strings(&["novalue"])),
+            Err("invalid label value \"novalue\": supported syntax: --label <key>=<value>".into())
+        );
+        let labels = parse_labels(&strings(&[
+            "vessel.ports=8080,9000",
+            "vessel.user=Alice_-",
+            "Weird Key!=",
+        ]))
+        .expect("ignite applies no label-syntax rules");
+        assert_eq!(labels["vessel.ports"], "8080,9000");
+        assert_eq!(labels["vessel.user"], "Alice_-");
+        assert_eq!(labels["Weird Key!"], "");
     }
 }
