@@ -231,7 +231,12 @@ async fn a_plugin_of_the_wrong_kind_is_refused_at_load() {
     let error = ProxyDriver::load(&runtime, &config)
         .err()
         .expect("a VM plugin is not a proxy");
-    assert!(error.to_string().contains("proxy-plugin world"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("proxy-plugin world of vessel:infra@0.2.0"),
+        "{error}"
+    );
 
     config.plugins.vm.path = dir.path().join("missing.wasm");
     let error = VmDriver::load(&runtime, &config)

@@ -1,14 +1,16 @@
-//! The seed's validation test, end to end: the real `vessel` binary with a
-//! real Redis, the ignite driver on the ignite stand-in (VMs that take two
-//! seconds to boot and serve HTTP on their 127.61.0.x address), and the
-//! nginx driver in front of a real nginx; reconciliation at start-up first
-//! removes a VM left over from an earlier run.
+//! The seed's validation test, end to end, with the seed's own user id
+//! `User-A`: the real `vessel` binary with a real Redis, the ignite driver on
+//! the (strict) ignite stand-in (VMs that take two seconds to boot and serve
+//! HTTP on their 127.61.0.x address), and the nginx driver in front of a
+//! real nginx, or the Caddy driver in front of a real Caddy;
+//! reconciliation at start-up first removes a VM left over from an earlier
+//! run.
 
 use std::time::Duration;
 
 use serde_json::Value;
 use vessel_tests::ignite::{FakeIgnite, listening};
-use vessel_tests::proxies::{NginxLayout, NginxServer, fetch};
+use vessel_tests::proxies::{CaddyServer, NginxLayout, NginxServer, fetch};
 use vessel_tests::{HostProcess, RedisServer, eventually, free_port, project_dir};
 
 fn toml_list(items: &[String]) -> String {
@@ -24,12 +26,89 @@ fn toml_table(entries: &std::collections::BTreeMap<String, String>) -> String {
     format!("{{ {} }}", pairs.join(", "))
 }
 
+/// The proxy in front of the VMs, running, and its driver's config table.
+enum Proxy {
+    Nginx(NginxServer),
+    Caddy(CaddyServer),
+}
+
+impl Proxy {
+    /// The `[plugins.proxy]` table that drives this proxy.
+    fn table(&self) -> String {
+        match self {
+            Proxy::Nginx(nginx) => format!(
+                r#"
+[plugins.proxy]
+path = "nginx_proxy.wasm"
+settings = {{ url_template = "http://127.0.0.1:{port}/{{user}}/" }}
+
+[[plugins.proxy.grants.dirs]]
+host = "{routes}"
+guest = "/routes"
+
+[[plugins.proxy.grants.exec]]
+name = "nginx"
+command = {command}
+"#,
+                port = nginx.port,
+                routes = nginx.routes.display(),
+                command = toml_list(&nginx.command()),
+            ),
+            Proxy::Caddy(caddy) => format!(
+                r#"
+[plugins.proxy]
+path = "caddy_proxy.wasm"
+settings = {{ admin_url = "{admin}", url_template = "http://127.0.0.1:{port}/{{user}}/" }}
+
+[plugins.proxy.grants]
+http = ["{admin}"]
+"#,
+                admin = caddy.admin,
+                port = caddy.port,
+            ),
+        }
+    }
+
+    /// The port public URLs point at.
+    fn port(&self) -> u16 {
+        match self {
+            Proxy::Nginx(nginx) => nginx.port,
+            Proxy::Caddy(caddy) => caddy.port,
+        }
+    }
+
+    /// How many of Vessel's routes the proxy holds, by its own account.
+    async fn routes(&self) -> usize {
+        match self {
+            Proxy::Nginx(nginx) => std::fs::read_dir(&nginx.routes).unwrap().count(),
+            Proxy::Caddy(caddy) => {
+                let url = format!("{}/config/apps/http/servers/vessel/routes", caddy.admin);
+                let (status, body) = fetch(&url, None).await.expect("Caddy's admin API");
+                assert_eq!(status, 200, "{body}");
+                let routes: Value = serde_json::from_str(&body).unwrap();
+                routes.as_array().map_or(0, Vec::len)
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_seed_validation_test_on_ignite_and_nginx() {
-    let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let ignite = FakeIgnite::new(dir.path(), Duration::from_secs(2));
     let nginx = NginxServer::start(&dir.path().join("nginx"), NginxLayout::Path);
+    seed_sequence(dir, Proxy::Nginx(nginx)).await;
+}
+
+#[tokio::test]
+async fn the_seed_validation_test_on_ignite_and_caddy() {
+    let dir = tempfile::tempdir().unwrap();
+    let caddy = CaddyServer::start(dir.path());
+    seed_sequence(dir, Proxy::Caddy(caddy)).await;
+}
+
+async fn seed_sequence(dir: tempfile::TempDir, proxy: Proxy) {
+    let redis = RedisServer::start();
+    let ignite = FakeIgnite::new(dir.path(), Duration::from_secs(2));
     let project = project_dir(dir.path(), "user-a-project");
     let port = free_port();
     let config = format!(
@@ -59,17 +138,7 @@ name = "ignite"
 command = {ignite_command}
 env = {ignite_env}
 
-[plugins.proxy]
-path = "nginx_proxy.wasm"
-settings = {{ url_template = "http://127.0.0.1:{nginx_port}/{{user}}/" }}
-
-[[plugins.proxy.grants.dirs]]
-host = "{routes}"
-guest = "/routes"
-
-[[plugins.proxy.grants.exec]]
-name = "nginx"
-command = {nginx_command}
+{proxy_table}
 "#,
         data = dir.path().join("data").display(),
         redis = redis.url(),
@@ -78,9 +147,7 @@ command = {nginx_command}
         cache = vessel_tests::shared_cache_dir().display(),
         ignite_command = toml_list(&ignite.grant().command),
         ignite_env = toml_table(&ignite.env()),
-        nginx_port = nginx.port,
-        routes = nginx.routes.display(),
-        nginx_command = toml_list(&nginx.command()),
+        proxy_table = proxy.table(),
     );
     // Left over from an earlier run: a VM named the way Vessel names them
     // but with no session, and one that is not Vessel's.
@@ -103,16 +170,16 @@ command = {nginx_command}
     )
     .await;
 
-    // 1. Start User A: the VM boots; the URL answers through nginx.
+    // 1. Start User A: the VM boots; the URL answers through the proxy.
     let cold = api.start("User-A", &project).await;
     assert_eq!(cold.status, 200, "{:?}\n{}", cold.body, host.log_text());
     assert_eq!(cold.body["reused"], false);
     let url = cold.body["url"].as_str().unwrap().to_string();
-    assert_eq!(url, format!("http://127.0.0.1:{}/user-a-x/", nginx.port));
+    assert_eq!(url, format!("http://127.0.0.1:{}/user-a-x/", proxy.port()));
     let ip = cold.body["ip"].as_str().unwrap().to_string();
     eventually(
         Duration::from_secs(10),
-        "the URL to answer through nginx",
+        "the URL to answer through the proxy",
         || async {
             match fetch(&format!("{url}README.md"), None).await {
                 Some((200, body)) if body == "project user-a-project\n" => Some(()),
@@ -150,7 +217,7 @@ command = {nginx_command}
 
     // 4. An hour without a heartbeat (set by hand): within the reaper
     // interval the VM is gone from `ignite ps`, its server process is gone,
-    // and the route is gone from nginx.
+    // and the route is gone from the proxy.
     let mut stored = redis.get_json("session:User-A").unwrap();
     let an_hour_ago = stored["lastHeartbeat"].as_u64().unwrap() - 3_600_000;
     stored["lastHeartbeat"] = Value::from(an_hour_ago);
@@ -169,13 +236,17 @@ command = {nginx_command}
         || async { (!listening(&ip, ignite.http_port)).then_some(()) },
     )
     .await;
-    assert_eq!(std::fs::read_dir(&nginx.routes).unwrap().count(), 0);
-    eventually(Duration::from_secs(10), "nginx to stop routing", || async {
-        match fetch(&format!("{url}README.md"), None).await {
-            Some((404, body)) if body.contains("no route") => Some(()),
-            _ => None,
-        }
-    })
+    assert_eq!(proxy.routes().await, 0);
+    eventually(
+        Duration::from_secs(10),
+        "the proxy to stop routing",
+        || async {
+            match fetch(&format!("{url}README.md"), None).await {
+                Some((_, body)) if !body.contains("user-a-project") => Some(()),
+                _ => None,
+            }
+        },
+    )
     .await;
     // The Reaper logs its event once the stop is done, so it is awaited too.
     eventually(Duration::from_secs(5), "the reaper's log line", || async {

@@ -63,6 +63,9 @@ pid {d}/nginx.pid;
 error_log {d}/logs/error.log info;
 events {{ worker_connections 64; }}
 http {{
+    # Host mode: public names are up to 59 characters, so a host name
+    # outgrows nginx's default bucket (64); see the README.
+    server_names_hash_bucket_size 128;
     access_log {d}/logs/access.log;
     client_body_temp_path {t}/body;
     proxy_temp_path {t}/proxy;
