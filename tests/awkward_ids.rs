@@ -252,6 +252,29 @@ async fn each_user_reaches_only_their_own_workspace(proxy: Proxy) {
         assert_eq!(api.status(id).await.body["status"], "active");
     }
     assert!(!ignite.ps_names().contains(&"vessel-user-a-x".to_string()));
+    // User-A's URL, now without a route, reaches nobody's workspace (in
+    // nginx host mode, the driver's catch-all server answers it).
+    let (gone_url, _) = &urls["User-A"];
+    let others: Vec<String> = urls.values().map(|(_, p)| readme_of(p)).collect();
+    eventually(
+        Duration::from_secs(10),
+        &format!("{proxy:?}: {gone_url} to stop serving"),
+        || async {
+            match running.get(gone_url, "README.md").await {
+                Some((200, body)) if others.contains(&body) => None,
+                _ => Some(()),
+            }
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        if let Some((200, body)) = running.get(gone_url, "README.md").await {
+            assert!(
+                !others.contains(&body),
+                "{proxy:?}: {gone_url} served {body:?}"
+            );
+        }
+    }
     host.shutdown().await;
 }
 

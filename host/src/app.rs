@@ -1,6 +1,6 @@
 //! Assembling a Vessel host from its configuration, and serving it.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::api;
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::plugins::{PluginError, PluginRuntime, ProxyDriver, VmDriver};
@@ -36,11 +37,16 @@ pub enum AppError {
     /// A plugin could not be loaded.
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// Authentication cannot be set up safely.
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
 }
 
 /// A Vessel host: its session manager and what it runs in the background.
 pub struct App {
     manager: Arc<SessionManager>,
+    authenticator: Arc<Authenticator>,
+    startup_token: Option<String>,
     config: Config,
 }
 
@@ -59,6 +65,9 @@ impl App {
         clock: Arc<dyn Clock>,
         host_id: String,
     ) -> Result<App, AppError> {
+        // First, so a host that would be open to the network fails before
+        // it does anything else.
+        let auth = Authenticator::setup(&config)?;
         let store = open_store(&config)?;
         if let Err(error) = store.ping().await {
             // Not fatal: requests answer 503 until the store is back.
@@ -78,8 +87,17 @@ impl App {
         );
         Ok(App {
             manager: Arc::new(manager),
+            authenticator: Arc::new(auth.authenticator),
+            startup_token: auth.startup_token,
             config,
         })
+    }
+
+    /// The operator token minted at start-up when the host made (or read)
+    /// its own signing key, for the person starting it; `None` when keys
+    /// are configured or authentication is off.
+    pub fn startup_token(&self) -> Option<&str> {
+        self.startup_token.as_deref()
     }
 
     /// The session manager.
@@ -110,7 +128,12 @@ impl App {
         // At the end of the grace, requests still in flight answer 503
         // `shutting_down` instead of losing their connection.
         let (grace_over_tx, grace_over_rx) = watch::channel(false);
-        let router = api::router(self.manager.clone()).layer(axum::middleware::from_fn_with_state(
+        let state = api::ApiState::new(
+            self.manager.clone(),
+            self.authenticator.clone(),
+            &self.config,
+        );
+        let router = api::router(state, &self.config).layer(axum::middleware::from_fn_with_state(
             (grace_over_rx, self.config.shutdown_grace),
             answer_before_exit,
         ));
@@ -121,14 +144,16 @@ impl App {
         let stop_tx = Arc::new(stop_tx);
         let stop_on_signal = stop_tx.clone();
         let (signalled_tx, mut signalled) = watch::channel(None::<Instant>);
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
+        let http = self.config.http.clone();
+        let server = async move {
+            api::server::serve(listener, router, &http, async move {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections; finishing requests in flight");
                 let _ = stop_on_signal.send(true);
                 let _ = signalled_tx.send(Some(Instant::now()));
             })
-            .into_future();
+            .await
+        };
         tokio::pin!(server);
         let grace = self.config.shutdown_grace;
         let signal_time = signalled.clone();

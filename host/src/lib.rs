@@ -7,6 +7,7 @@
 //! heartbeats, and stopped by the Reaper when abandoned.
 //!
 //! - [`api`] — the HTTP API.
+//! - [`auth`] — who is calling: tokens and what they may do.
 //! - [`session`] — the session manager, the brain.
 //! - [`store`] — where sessions are kept (Redis or embedded).
 //! - [`reaper`] — the background task stopping abandoned sessions.
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod ids;

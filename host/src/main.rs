@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vessel::app::App;
+use vessel::auth::Scope;
 use vessel::config::Config;
 
 /// Vessel: per-user development microVMs behind one API.
@@ -24,11 +25,34 @@ enum Command {
         #[arg(long, short, env = "VESSEL_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Prints the configuration that `serve` would use, as loaded.
+    /// Prints the configuration that `serve` would use, as loaded (secrets
+    /// redacted).
     CheckConfig {
         /// The TOML configuration.
         #[arg(long, short, env = "VESSEL_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Mints an API token, signed with the configured key (the first of
+    /// `auth.signing_keys`, else the host's own `{data_dir}/signing.key`).
+    Token {
+        /// The TOML configuration.
+        #[arg(long, short, env = "VESSEL_CONFIG")]
+        config: Option<PathBuf>,
+        /// A user token for this user id: it may act on this user's session
+        /// only.
+        #[arg(
+            long,
+            conflicts_with = "operator",
+            required_unless_present = "operator"
+        )]
+        user: Option<String>,
+        /// An operator token, which may act on every session; the value
+        /// names the operator or service in logs.
+        #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "operator")]
+        operator: Option<String>,
+        /// How long the token stays valid, e.g. `1h`, `30m`, `7d`.
+        #[arg(long, default_value = "1h", value_parser = humantime_serde::re::humantime::parse_duration)]
+        ttl: std::time::Duration,
     },
 }
 
@@ -69,6 +93,16 @@ async fn main() -> anyhow::Result<()> {
             let config = Config::load(config.as_deref(), env)?;
             let listen = config.listen;
             let app = App::build(config).await?;
+            if let Some(token) = app.startup_token() {
+                // Shown once, to the person starting the host (as Jupyter
+                // does), never through the log.
+                eprintln!(
+                    "\nVessel made its own signing key ({}). An operator token, valid for \
+                     30 days:\n\n    {token}\n\nSend it as `Authorization: Bearer <token>`; \
+                     `vessel token --operator` makes another.\n",
+                    vessel::auth::keyfile::FILE_NAME
+                );
+            }
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -78,6 +112,22 @@ async fn main() -> anyhow::Result<()> {
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref(), env)?;
             println!("{config:#?}");
+        }
+        Command::Token {
+            config,
+            user,
+            operator,
+            ttl,
+        } => {
+            let config = Config::load(config.as_deref(), env)?;
+            let key = vessel::auth::signing_key(&config)?;
+            let (subject, scope) = match (user, operator) {
+                (Some(user), _) => (user, Scope::User),
+                (None, Some(name)) => (name, Scope::Operator),
+                (None, None) => anyhow::bail!("name --user ID or --operator"),
+            };
+            let token = vessel::auth::token::mint(&key, &subject, scope, ttl)?;
+            println!("{token}");
         }
     }
     Ok(())

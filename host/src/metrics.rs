@@ -17,7 +17,7 @@ pub const COUNTERS: &[(&str, &str)] = &[
     ),
     (
         "vessel_starts_total",
-        "Starts answered, by result: hit (the session ran), created, failed.",
+        "Starts answered, by result: hit (the session ran), created, failed, at_capacity (session.max_sessions reached), rate_limited.",
     ),
     (
         "vessel_stops_total",

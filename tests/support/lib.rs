@@ -320,6 +320,8 @@ pub fn test_config(data_dir: &Path, redis_url: Option<String>) -> Config {
     config.session.lease = Duration::from_secs(60);
     // Reconciliation lists the drivers at start-up; tests of it turn it on.
     config.reconcile.enabled = false;
+    // These tests are about other behaviour; the auth tests turn it on.
+    config.auth.mode = vessel::config::AuthMode::None;
     config
 }
 
@@ -407,6 +409,7 @@ impl TestHost {
 pub struct Api {
     base: String,
     client: reqwest::Client,
+    token: Option<String>,
 }
 
 /// An API answer: its status code and JSON body.
@@ -435,6 +438,27 @@ impl Api {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .expect("HTTP client"),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `Authorization: Bearer {token}`.
+    pub fn with_token(mut self, token: &str) -> Api {
+        self.token = Some(token.to_string());
+        self
+    }
+
+    /// The same client, sending no token.
+    pub fn without_token(mut self) -> Api {
+        self.token = None;
+        self
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -450,8 +474,7 @@ impl Api {
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: Value) -> Answer {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .json(&body)
             .send()
             .await
@@ -462,8 +485,7 @@ impl Api {
     /// `POST path` with a raw body.
     pub async fn post_raw(&self, path: &str, body: &str) -> Answer {
         let response = self
-            .client
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .header("content-type", "application/json")
             .body(body.to_string())
             .send()
@@ -475,8 +497,7 @@ impl Api {
     /// `GET path`.
     pub async fn get(&self, path: &str) -> Answer {
         let response = self
-            .client
-            .get(format!("{}{path}", self.base))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .expect("GET from the host");
@@ -485,8 +506,7 @@ impl Api {
 
     /// `GET path` as text (e.g. `/metrics`).
     pub async fn get_text(&self, path: &str) -> String {
-        self.client
-            .get(format!("{}{path}", self.base))
+        self.request(reqwest::Method::GET, path)
             .send()
             .await
             .expect("GET from the host")
@@ -543,16 +563,23 @@ pub fn metric_value(text: &str, series: &str) -> u64 {
 }
 
 /// A configuration file for the real binary: listening on `port`, data
-/// under `dir/data`, the built plugins and the shared compile cache. `top`
-/// is TOML placed first (top-level keys must be in it, before any table),
-/// `tables` follows it (`[store]`, `[session]`, `[plugins.vm]`, ...; not
-/// `[plugins]`, which this writes).
+/// under `dir/data`, the built plugins and the shared compile cache, and
+/// authentication off (unless `tables` has an `[auth]` table: these tests
+/// are about other behaviour). `top` is TOML placed first (top-level keys
+/// must be in it, before any table), `tables` follows it (`[store]`,
+/// `[session]`, `[plugins.vm]`, ...; not `[plugins]`, which this writes).
 pub fn host_config_toml(dir: &Path, port: u16, top: &str, tables: &str) -> String {
+    let auth = if tables.contains("[auth]") {
+        ""
+    } else {
+        "[auth]\nmode = \"none\"\n"
+    };
     format!(
         r#"
 listen = "127.0.0.1:{port}"
 data_dir = "{data}"
 {top}
+{auth}
 {tables}
 [plugins]
 dir = "{plugins}"
@@ -595,6 +622,17 @@ pub fn process_is_running(pid: u32) -> bool {
     }
 }
 
+/// The operator token in a host's start-up banner (the indented line after
+/// "An operator token"), if it printed one.
+pub fn startup_token(log: &str) -> Option<String> {
+    let mut lines = log.lines();
+    lines.find(|line| line.contains("An operator token"))?;
+    lines
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_string)
+}
+
 /// The real `vessel` binary, run as a child process with a config file.
 pub struct HostProcess {
     child: Option<Child>,
@@ -602,6 +640,9 @@ pub struct HostProcess {
     pub base: String,
     /// Where its standard output and error go.
     pub log: PathBuf,
+    /// The operator token the host printed at start-up, when it made its
+    /// own signing key (the default setup).
+    pub token: Option<String>,
 }
 
 impl HostProcess {
@@ -624,10 +665,11 @@ impl HostProcess {
             .current_dir(dir)
             .spawn()
             .expect("spawn vessel");
-        let host = HostProcess {
+        let mut host = HostProcess {
             child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
             log,
+            token: None,
         };
         let api = host.api();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -639,12 +681,18 @@ impl HostProcess {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        host.token = startup_token(&host.log_text());
         host
     }
 
-    /// An API client for this host.
+    /// An API client for this host, with its start-up operator token if it
+    /// printed one.
     pub fn api(&self) -> Api {
-        Api::new(&self.base)
+        let api = Api::new(&self.base);
+        match &self.token {
+            Some(token) => api.with_token(token),
+            None => api,
+        }
     }
 
     /// Everything the host has logged so far.

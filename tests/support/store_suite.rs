@@ -53,12 +53,12 @@ pub async fn insert_is_create_once(store: Store) {
     let first = record("alice", SessionStatus::Starting, "h1/1", 10);
     assert_eq!(store.get(&user("alice")).await.unwrap(), None);
     assert_eq!(
-        store.insert_new(&first).await.unwrap(),
+        store.insert_new(&first, None).await.unwrap(),
         InsertOutcome::Inserted
     );
     let second = record("alice", SessionStatus::Starting, "h2/1", 20);
     assert_eq!(
-        store.insert_new(&second).await.unwrap(),
+        store.insert_new(&second, None).await.unwrap(),
         InsertOutcome::Exists(first.clone())
     );
     assert_eq!(store.get(&user("alice")).await.unwrap(), Some(first));
@@ -70,7 +70,7 @@ pub async fn concurrent_inserts_have_one_winner(store: Store) {
         let store = store.clone();
         async move {
             let candidate = record("bob", SessionStatus::Starting, &format!("h/{i}"), i);
-            store.insert_new(&candidate).await.unwrap()
+            store.insert_new(&candidate, None).await.unwrap()
         }
     });
     let outcomes = futures::future::join_all(attempts).await;
@@ -81,10 +81,67 @@ pub async fn concurrent_inserts_have_one_winner(store: Store) {
     assert_eq!(winners, 1, "{outcomes:?}");
 }
 
+/// With a capacity, concurrent inserts for distinct users never exceed it
+/// together; a user who has a record is told so, not turned away; and a
+/// deleted record frees its place.
+pub async fn capacity_is_never_exceeded(store: Store) {
+    let attempts = (0..40).map(|i| {
+        let store = store.clone();
+        async move {
+            let candidate = record(&format!("cap{i}"), SessionStatus::Starting, "h/1", 1);
+            store.insert_new(&candidate, Some(10)).await.unwrap()
+        }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let inserted = outcomes
+        .iter()
+        .filter(|o| **o == InsertOutcome::Inserted)
+        .count();
+    let full = outcomes
+        .iter()
+        .filter(|o| **o == InsertOutcome::Full)
+        .count();
+    assert_eq!((inserted, full), (10, 30), "{outcomes:?}");
+    let page = store.scan(None, 100).await.unwrap();
+    assert_eq!(page.records.len(), 10);
+
+    let holder = page.records[0].clone();
+    assert!(matches!(
+        store.insert_new(&holder, Some(10)).await.unwrap(),
+        InsertOutcome::Exists(_)
+    ));
+    assert!(
+        store
+            .delete_owned(&user(&holder.user_id), &holder.owner)
+            .await
+            .unwrap()
+    );
+    let newcomer = record("newcomer", SessionStatus::Starting, "h/2", 2);
+    assert_eq!(
+        store.insert_new(&newcomer, Some(10)).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store
+            .insert_new(&record("late", SessionStatus::Starting, "h/3", 3), Some(10))
+            .await
+            .unwrap(),
+        InsertOutcome::Full
+    );
+    // Without a capacity nothing is counted.
+    assert_eq!(
+        store
+            .insert_new(&record("late", SessionStatus::Starting, "h/3", 3), None)
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    );
+}
+
 /// Only the owner may replace or delete a record.
 pub async fn replace_and_delete_need_the_owner(store: Store) {
     let mine = record("carol", SessionStatus::Starting, "h1/7", 10);
-    store.insert_new(&mine).await.unwrap();
+    store.insert_new(&mine, None).await.unwrap();
     let mut active = mine.clone();
     active.status = SessionStatus::Active;
     assert!(!store.replace_owned(&active, "h2/7").await.unwrap());
@@ -117,7 +174,7 @@ pub async fn heartbeat_updates_only_active_sessions(store: Store) {
     );
 
     store
-        .insert_new(&record("dave", SessionStatus::Active, "", 10))
+        .insert_new(&record("dave", SessionStatus::Active, "", 10), None)
         .await
         .unwrap();
     match store.heartbeat(&user("dave"), 50).await.unwrap() {
@@ -137,7 +194,7 @@ pub async fn heartbeat_updates_only_active_sessions(store: Store) {
     for status in [SessionStatus::Starting, SessionStatus::Stopping] {
         let name = format!("erin-{}", status.as_str());
         let held = record(&name, status, "h/1", 10);
-        store.insert_new(&held).await.unwrap();
+        store.insert_new(&held, None).await.unwrap();
         assert_eq!(
             store.heartbeat(&user(&name), 99).await.unwrap(),
             HeartbeatOutcome::NotActive(held.clone())
@@ -150,7 +207,7 @@ pub async fn heartbeat_updates_only_active_sessions(store: Store) {
 /// and hand it to the claimant.
 pub async fn claims_follow_their_conditions(store: Store) {
     store
-        .insert_new(&record("frank", SessionStatus::Active, "", 1_000))
+        .insert_new(&record("frank", SessionStatus::Active, "", 1_000), None)
         .await
         .unwrap();
     // Not idle before 1000: the heartbeat at 1000 is not older than the cutoff.
@@ -216,7 +273,7 @@ pub async fn claims_follow_their_conditions(store: Store) {
 /// heartbeat that lands first saves the session from all of them.
 pub async fn claims_race_with_one_winner_and_heartbeats_win_first(store: Store) {
     store
-        .insert_new(&record("gina", SessionStatus::Active, "", 100))
+        .insert_new(&record("gina", SessionStatus::Active, "", 100), None)
         .await
         .unwrap();
     let claims = (0..16).map(|i| {
@@ -238,7 +295,7 @@ pub async fn claims_race_with_one_winner_and_heartbeats_win_first(store: Store) 
     assert_eq!(won, 1);
 
     store
-        .insert_new(&record("hank", SessionStatus::Active, "", 100))
+        .insert_new(&record("hank", SessionStatus::Active, "", 100), None)
         .await
         .unwrap();
     assert!(matches!(
@@ -260,7 +317,10 @@ pub async fn scan_sees_every_session_once(store: Store) {
         let store = store.clone();
         async move {
             store
-                .insert_new(&record(&format!("u{i:05}"), SessionStatus::Active, "", i))
+                .insert_new(
+                    &record(&format!("u{i:05}"), SessionStatus::Active, "", i),
+                    None,
+                )
                 .await
                 .unwrap()
         }
@@ -295,7 +355,7 @@ pub async fn scan_sees_every_session_once(store: Store) {
 /// the claimant knows what to undo.
 pub async fn leases_are_renewed_by_their_holder_only(store: Store) {
     let starting = record("gina", SessionStatus::Starting, "h1/1", 10);
-    store.insert_new(&starting).await.unwrap();
+    store.insert_new(&starting, None).await.unwrap();
     assert!(store.renew_lease(&user("gina"), "h1/1", 50).await.unwrap());
     assert!(!store.renew_lease(&user("gina"), "h2/1", 60).await.unwrap());
     assert!(
@@ -324,7 +384,7 @@ pub async fn leases_are_renewed_by_their_holder_only(store: Store) {
     assert!(store.renew_lease(&user("gina"), "h2/1", 80).await.unwrap());
 
     let active = record("hugo", SessionStatus::Active, "h1/2", 10);
-    store.insert_new(&active).await.unwrap();
+    store.insert_new(&active, None).await.unwrap();
     assert!(!store.renew_lease(&user("hugo"), "h1/2", 90).await.unwrap());
     assert_eq!(store.get(&user("hugo")).await.unwrap(), Some(active));
 }

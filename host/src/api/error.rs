@@ -1,15 +1,22 @@
 //! The API's one error type and its JSON shape:
 //! `{"error": {"code": "...", "message": "..."}}`.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::ids::InvalidUserId;
 use crate::session::SessionError;
 use crate::store::StoreError;
+
+/// How long a caller turned away at capacity is asked to wait: about as
+/// long as it takes the Reaper and stops to free a place.
+const CAPACITY_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// The code of an error answer, kept in the response's extensions so that
 /// middleware (the metrics) can see it.
@@ -26,6 +33,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// What happened, for people.
     pub message: String,
+    /// A header the answer carries (`WWW-Authenticate`, `Retry-After`).
+    pub header: Option<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Serialize)]
@@ -55,12 +64,41 @@ impl ApiError {
         )
     }
 
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// 429: the caller asked too often, or the fleet is full; retry after
+    /// `retry_after`.
+    pub fn too_many(code: &'static str, message: String, retry_after: Duration) -> ApiError {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .with_header(header::RETRY_AFTER, &seconds.to_string())
+    }
+
+    /// 408: the request took longer than `http.request_timeout`.
+    pub fn request_timeout(limit: Duration) -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!("the request took longer than {limit:?}"),
+        )
+    }
+
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
             message: message.into(),
+            header: None,
         }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.header = Some((name, value));
+        }
+        self
     }
 }
 
@@ -74,17 +112,44 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         response.extensions_mut().insert(ErrorCode(self.code));
+        if let Some((name, value)) = self.header {
+            response.headers_mut().insert(name, value);
+        }
         response
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than http.body_limit_bytes allows",
+            );
+        }
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",
             rejection.body_text(),
         )
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        let message = error.to_string();
+        match error {
+            AuthError::Missing => ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+                .with_header(header::WWW_AUTHENTICATE, r#"Bearer realm="vessel""#),
+            AuthError::Invalid(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", message).with_header(
+                    header::WWW_AUTHENTICATE,
+                    r#"Bearer realm="vessel", error="invalid_token""#,
+                )
+            }
+            AuthError::Forbidden(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+        }
     }
 }
 
@@ -142,6 +207,9 @@ impl From<SessionError> for ApiError {
             }
             SessionError::Driver(_) => {
                 ApiError::new(StatusCode::BAD_GATEWAY, "driver_error", message)
+            }
+            SessionError::AtCapacity(_) => {
+                ApiError::too_many("at_capacity", message, CAPACITY_RETRY_AFTER)
             }
             SessionError::Store(store_error) => store_error.into(),
         }

@@ -2,13 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
+use super::ApiState;
+use super::auth::{ClientAddr, authorize};
 use super::error::ApiError;
+use super::rate::Exceeded;
+use crate::auth::Caller;
 use crate::ids::UserId;
 use crate::session::{SessionManager, Stopped};
 use crate::store::SessionRecord;
@@ -121,12 +125,30 @@ type Manager = State<Arc<SessionManager>>;
 
 /// `POST /start`: the user's running session, or a new one.
 pub async fn start(
-    State(manager): Manager,
+    State(state): State<ApiState>,
+    Extension(caller): Extension<Caller>,
+    Extension(ClientAddr(address)): Extension<ClientAddr>,
     body: Result<Json<StartRequest>, JsonRejection>,
 ) -> Result<Json<StartResponse>, ApiError> {
     let Json(request) = body?;
     let user = UserId::parse(&request.user_id)?;
-    let started = manager.start(&user, &request.project_path).await?;
+    authorize(&caller, &user)?;
+    if let Err(exceeded) = state.limiter.check(caller.limit_key().as_deref(), address) {
+        state
+            .manager
+            .metrics()
+            .incr("vessel_starts_total", r#"result="rate_limited""#);
+        let message = match exceeded {
+            Exceeded::Token(_) => "this token made too many starts; retry later",
+            Exceeded::Address(_) => "this address made too many starts; retry later",
+        };
+        return Err(ApiError::too_many(
+            "rate_limited",
+            message.to_string(),
+            exceeded.retry_after(),
+        ));
+    }
+    let started = state.manager.start(&user, &request.project_path).await?;
     Ok(Json(StartResponse {
         session: SessionView::of(&user, Some(started.record)),
         reused: started.reused,
@@ -136,10 +158,12 @@ pub async fn start(
 /// `POST /stop`: stops the user's session; succeeds if there is none.
 pub async fn stop(
     State(manager): Manager,
+    Extension(caller): Extension<Caller>,
     body: Result<Json<UserRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<StopResponse>), ApiError> {
     let Json(request) = body?;
     let user = UserId::parse(&request.user_id)?;
+    authorize(&caller, &user)?;
     let outcome = manager.stop(&user).await?;
     let (code, status) = match outcome {
         Stopped::Stopped | Stopped::NotRunning => (StatusCode::OK, "none"),
@@ -158,10 +182,12 @@ pub async fn stop(
 /// `POST /heartbeat`: keeps the user's session alive; 404 without one.
 pub async fn heartbeat(
     State(manager): Manager,
+    Extension(caller): Extension<Caller>,
     body: Result<Json<UserRequest>, JsonRejection>,
 ) -> Result<Json<SessionView>, ApiError> {
     let Json(request) = body?;
     let user = UserId::parse(&request.user_id)?;
+    authorize(&caller, &user)?;
     let record = manager.heartbeat(&user).await?;
     Ok(Json(SessionView::of(&user, Some(record))))
 }
@@ -169,9 +195,11 @@ pub async fn heartbeat(
 /// `GET /status/{userId}`: the user's session, or status `none`.
 pub async fn status(
     State(manager): Manager,
+    Extension(caller): Extension<Caller>,
     Path(user_id): Path<String>,
 ) -> Result<Json<SessionView>, ApiError> {
     let user = UserId::parse(&user_id)?;
+    authorize(&caller, &user)?;
     let record = manager.status(&user).await?;
     Ok(Json(SessionView::of(&user, record)))
 }

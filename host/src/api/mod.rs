@@ -8,24 +8,66 @@
 //! | GET | `/status/{userId}` | | the session or status `none` |
 //! | GET | `/healthz` | | store health |
 //! | GET | `/metrics` | | counters, Prometheus text format |
+//!
+//! Every endpoint but `/healthz` (and `/openapi.json`) needs a bearer token
+//! (see [`crate::auth`]).
 
+pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod rate;
+pub mod server;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::extract::FromRef;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
+use crate::auth::Authenticator;
+use crate::config::Config;
 use crate::session::SessionManager;
 
 pub use error::{ApiError, ErrorCode};
+use rate::StartLimiter;
 
-/// The largest request body accepted.
-const MAX_BODY_BYTES: usize = 64 * 1024;
+/// What the handlers and middleware share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The session manager.
+    pub manager: Arc<SessionManager>,
+    /// Checks the callers' tokens.
+    pub authenticator: Arc<Authenticator>,
+    /// The `/start` rate limits.
+    pub limiter: Arc<StartLimiter>,
+}
 
-/// The API's routes over `manager`.
-pub fn router(manager: Arc<SessionManager>) -> Router {
+impl ApiState {
+    /// The state for a host with `config`, acting through `manager`.
+    pub fn new(
+        manager: Arc<SessionManager>,
+        authenticator: Arc<Authenticator>,
+        config: &Config,
+    ) -> ApiState {
+        ApiState {
+            manager,
+            authenticator,
+            limiter: Arc::new(StartLimiter::new(&config.limits)),
+        }
+    }
+}
+
+impl FromRef<ApiState> for Arc<SessionManager> {
+    fn from_ref(state: &ApiState) -> Self {
+        state.manager.clone()
+    }
+}
+
+/// The API's routes. Layers, from the outside in: the response counter,
+/// the request time limit, the token check, the body size limit.
+pub fn router(state: ApiState, config: &Config) -> Router {
     Router::new()
         .route("/start", post(handlers::start))
         .route("/stop", post(handlers::stop))
@@ -33,12 +75,35 @@ pub fn router(manager: Arc<SessionManager>) -> Router {
         .route("/status/{user_id}", get(handlers::status))
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            config.http.body_limit_bytes,
+        ))
         .layer(axum::middleware::from_fn_with_state(
-            manager.clone(),
+            state.authenticator.clone(),
+            auth::authenticate,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout(),
+            limit_time,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.manager.clone(),
             count_responses,
         ))
-        .with_state(manager)
+        .with_state(state)
+}
+
+/// Answers 408 when a request (reading its body included) takes longer
+/// than `http.request_timeout`.
+async fn limit_time(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::request_timeout(limit).into_response(),
+    }
 }
 
 /// Counts every answer by endpoint and status code

@@ -22,6 +22,10 @@ pub enum SessionError {
     /// The operation ran past its deadline; what it made was rolled back.
     #[error("{0}")]
     Timeout(String),
+    /// The fleet holds `session.max_sessions` sessions already; nothing
+    /// was created.
+    #[error("{0}")]
+    AtCapacity(String),
     /// The session store failed.
     #[error("{0}")]
     Store(#[from] StoreError),

@@ -54,6 +54,8 @@ pub struct SessionSettings {
     pub liveness_timeout: Duration,
     /// The lease of a start or stop in progress (renewed every third).
     pub lease: Duration,
+    /// The most sessions the fleet holds; `None` for no limit.
+    pub max_sessions: Option<u64>,
 }
 
 impl SessionSettings {
@@ -73,6 +75,7 @@ impl SessionSettings {
             liveness: config.plugins.vm.liveness,
             liveness_timeout: session.liveness_timeout,
             lease: session.lease,
+            max_sessions: (session.max_sessions > 0).then_some(session.max_sessions),
         }
     }
 
@@ -268,13 +271,29 @@ impl SessionManager {
                 }
                 None => {
                     let record = self.starting_record(user, &project);
-                    if self.store.insert_new(&record).await? == InsertOutcome::Inserted {
-                        let record = self.cold_start(user, &project, record).await;
-                        self.metrics.count_start(record.is_ok());
-                        return Ok(Started {
-                            record: record?,
-                            reused: false,
-                        });
+                    match self
+                        .store
+                        .insert_new(&record, self.settings.max_sessions)
+                        .await?
+                    {
+                        InsertOutcome::Inserted => {
+                            let record = self.cold_start(user, &project, record).await;
+                            self.metrics.count_start(record.is_ok());
+                            return Ok(Started {
+                                record: record?,
+                                reused: false,
+                            });
+                        }
+                        InsertOutcome::Full => {
+                            self.metrics
+                                .incr("vessel_starts_total", r#"result="at_capacity""#);
+                            return Err(SessionError::AtCapacity(format!(
+                                "the fleet holds its maximum of {} sessions \
+                                 (session.max_sessions); try again once some have stopped",
+                                self.settings.max_sessions.unwrap_or_default()
+                            )));
+                        }
+                        InsertOutcome::Exists(_) => {}
                     }
                 }
             }
@@ -381,7 +400,7 @@ impl SessionManager {
     pub async fn remove_unowned(&self, user: &UserId) -> Result<bool, SessionError> {
         let mut claim = self.new_record(user, None);
         claim.status = SessionStatus::Stopping;
-        if self.store.insert_new(&claim).await? != InsertOutcome::Inserted {
+        if self.store.insert_new(&claim, None).await? != InsertOutcome::Inserted {
             return Ok(false);
         }
         self.teardown(user, &claim).await?;

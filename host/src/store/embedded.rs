@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::transition::{self, Change, Transition};
 use super::{
@@ -69,12 +69,26 @@ impl EmbeddedStore {
     }
 
     /// Reads `user`'s record in a write transaction, lets `decide` change it
-    /// (`Some(new)` to store, `None` to delete) or leave it, and commits.
+    /// or leave it, and commits.
     async fn update<T: Send + 'static>(
         &self,
         user: &str,
         decide: impl Transition<T>,
     ) -> Result<T, StoreError> {
+        self.update_within(user, None, decide)
+            .await
+            .map(|answer| answer.expect("no capacity, never full"))
+    }
+
+    /// As [`EmbeddedStore::update`]; a change that would create a record
+    /// while the store holds `capacity` records already is not made, and
+    /// the answer is `None`.
+    async fn update_within<T: Send + 'static>(
+        &self,
+        user: &str,
+        capacity: Option<u64>,
+        decide: impl Transition<T>,
+    ) -> Result<Option<T>, StoreError> {
         let user = user.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
@@ -84,9 +98,18 @@ impl EmbeddedStore {
                     Some(bytes) => Some(parse(bytes.value(), &user)?),
                     None => None,
                 };
+                let creating = current.is_none();
                 let (change, answer) = decide(current)?;
                 match change {
                     Change::Keep => {}
+                    Change::Put(_)
+                        if creating
+                            && capacity.is_some_and(|limit| {
+                                table.len().is_ok_and(|held| held >= limit)
+                            }) =>
+                    {
+                        return Ok(None);
+                    }
                     Change::Put(record) => {
                         table
                             .insert(user.as_str(), record.to_json().as_bytes())
@@ -99,7 +122,7 @@ impl EmbeddedStore {
                 answer
             };
             txn.commit().map_err(backend)?;
-            Ok(answer)
+            Ok(Some(answer))
         })
         .await
     }
@@ -120,10 +143,16 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
-    async fn insert_new(&self, record: &SessionRecord) -> Result<InsertOutcome, StoreError> {
+    async fn insert_new(
+        &self,
+        record: &SessionRecord,
+        capacity: Option<u64>,
+    ) -> Result<InsertOutcome, StoreError> {
         let user = record.user_id.clone();
-        self.update(&user, transition::insert_new(record.clone()))
-            .await
+        let answer = self
+            .update_within(&user, capacity, transition::insert_new(record.clone()))
+            .await?;
+        Ok(answer.unwrap_or(InsertOutcome::Full))
     }
 
     async fn replace_owned(&self, record: &SessionRecord, owner: &str) -> Result<bool, StoreError> {

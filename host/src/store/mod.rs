@@ -45,6 +45,9 @@ pub enum InsertOutcome {
     Inserted,
     /// A record already exists (returned as stored).
     Exists(SessionRecord),
+    /// There was no record, but the store holds as many sessions as the
+    /// capacity allows; nothing was stored.
+    Full,
 }
 
 /// The answer to [`SessionStore::heartbeat`].
@@ -136,8 +139,15 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session of `user`, if any.
     async fn get(&self, user: &UserId) -> Result<Option<SessionRecord>, StoreError>;
 
-    /// Stores `record` unless `record.user_id` has a session already.
-    async fn insert_new(&self, record: &SessionRecord) -> Result<InsertOutcome, StoreError>;
+    /// Stores `record` unless `record.user_id` has a session already, or
+    /// (with a `capacity`) the store holds that many sessions already. The
+    /// count and the insert are one atomic step across all hosts sharing
+    /// the store, so concurrent starts never exceed the capacity together.
+    async fn insert_new(
+        &self,
+        record: &SessionRecord,
+        capacity: Option<u64>,
+    ) -> Result<InsertOutcome, StoreError>;
 
     /// Replaces the session with `record` if the stored one is held by
     /// `owner`. Returns whether it did.

@@ -32,23 +32,46 @@ pub fn session_key(user: &str) -> String {
     format!("{KEY_PREFIX}{user}")
 }
 
-/// KEYS: the session. ARGV: `absent` or `equals`, the expected JSON, `set`
-/// or `del`, the new JSON. Applies the change only if the record is absent
-/// (or equal to the expected JSON). Returns 1 if it did.
+/// KEYS: the session, the index of sessions. ARGV: `absent` or `equals`,
+/// the expected JSON, `set` or `del`, the new JSON, the user id, the
+/// capacity (0: none), the session key prefix. Applies the change only if
+/// the record is absent (or equal to the expected JSON), and keeps the
+/// index (a set of the user ids that have a record) in step. Returns 1 if
+/// it applied the change, 0 if the record changed, 2 if a new record would
+/// exceed the capacity. At capacity it first drops index members whose
+/// record is gone (deleted by hand), so the count cannot leak.
 const COMPARE_AND_SET: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == 'absent' then
   if current then return 0 end
+  local limit = tonumber(ARGV[6])
+  if ARGV[3] == 'set' and limit > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[5]) == 0
+     and redis.call('SCARD', KEYS[2]) >= limit then
+    for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+      if redis.call('EXISTS', ARGV[7] .. member) == 0 then
+        redis.call('SREM', KEYS[2], member)
+      end
+    end
+    if redis.call('SCARD', KEYS[2]) >= limit then return 2 end
+  end
 elseif current ~= ARGV[2] then
   return 0
 end
 if ARGV[3] == 'set' then
   redis.call('SET', KEYS[1], ARGV[4])
+  redis.call('SADD', KEYS[2], ARGV[5])
 else
   redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[5])
 end
 return 1
 "#;
+
+/// The set of user ids that have a session record: how the capacity is
+/// counted without scanning. Not a session key (`SCAN session:*` never sees
+/// it). Sweeps add the users they find, so records written by hand are
+/// counted too.
+pub const INDEX_KEY: &str = "vessel:sessions";
 
 /// How many times a change is decided again after losing a race before the
 /// store gives up (only under extreme contention on one user).
@@ -179,6 +202,19 @@ impl RedisStore {
     /// if the record is still as read; otherwise decides again on the new
     /// record. An answer that changes nothing stands on the record as read.
     async fn update<A>(&self, user: &str, decide: impl Transition<A>) -> Result<A, StoreError> {
+        self.update_within(user, None, decide)
+            .await
+            .map(|answer| answer.expect("no capacity, never full"))
+    }
+
+    /// As [`RedisStore::update`]; a change that would create a record while
+    /// `capacity` sessions exist is not made, and the answer is `None`.
+    async fn update_within<A>(
+        &self,
+        user: &str,
+        capacity: Option<u64>,
+        decide: impl Transition<A>,
+    ) -> Result<Option<A>, StoreError> {
         let key = session_key(user);
         for _ in 0..MAX_ATTEMPTS {
             let mut conn = self.connection.clone();
@@ -188,7 +224,7 @@ impl RedisStore {
             let current = raw.as_deref().map(|raw| parse(raw, user)).transpose()?;
             let (change, answer) = decide(current)?;
             let (action, new) = match change {
-                Change::Keep => return Ok(answer),
+                Change::Keep => return Ok(Some(answer)),
                 Change::Put(record) => ("set", record.to_json()),
                 Change::Delete => ("del", String::new()),
             };
@@ -201,15 +237,21 @@ impl RedisStore {
                     self.scripts
                         .compare_and_set
                         .key(&key)
+                        .key(INDEX_KEY)
                         .arg(mode)
                         .arg(expected)
                         .arg(action)
                         .arg(new)
+                        .arg(user)
+                        .arg(capacity.unwrap_or(0))
+                        .arg(KEY_PREFIX)
                         .invoke_async(&mut conn),
                 )
                 .await?;
-            if applied == 1 {
-                return Ok(answer);
+            match applied {
+                1 => return Ok(Some(answer)),
+                2 => return Ok(None),
+                _ => {}
             }
             // Another writer changed the record in between: decide again.
             tokio::task::yield_now().await;
@@ -234,10 +276,16 @@ impl SessionStore for RedisStore {
         raw.map(|raw| parse(&raw, user.as_str())).transpose()
     }
 
-    async fn insert_new(&self, record: &SessionRecord) -> Result<InsertOutcome, StoreError> {
+    async fn insert_new(
+        &self,
+        record: &SessionRecord,
+        capacity: Option<u64>,
+    ) -> Result<InsertOutcome, StoreError> {
         let user = record.user_id.clone();
-        self.update(&user, transition::insert_new(record.clone()))
-            .await
+        let answer = self
+            .update_within(&user, capacity, transition::insert_new(record.clone()))
+            .await?;
+        Ok(answer.unwrap_or(InsertOutcome::Full))
     }
 
     async fn replace_owned(&self, record: &SessionRecord, owner: &str) -> Result<bool, StoreError> {
@@ -333,10 +381,12 @@ impl SessionStore for RedisStore {
         let values: Vec<Option<String>> = self
             .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
             .await?;
+        let mut present = Vec::with_capacity(keys.len());
         for (key, value) in keys.into_iter().zip(values) {
             // A key deleted between SCAN and MGET is simply gone.
             let Some(raw) = value else { continue };
             let user = key.strip_prefix(KEY_PREFIX).unwrap_or(&key);
+            present.push(user.to_string());
             match parse(&raw, user) {
                 Ok(record) => page.records.push(record),
                 Err(e) => page.invalid.push(InvalidRecord {
@@ -344,6 +394,19 @@ impl SessionStore for RedisStore {
                     reason: e.to_string(),
                 }),
             }
+        }
+        // Count records written by hand (or before the index existed) toward
+        // the capacity. A member whose record is deleted meanwhile is dropped
+        // by the next insert that finds the store full.
+        if !present.is_empty() {
+            let _: i64 = self
+                .bounded(
+                    redis::cmd("SADD")
+                        .arg(INDEX_KEY)
+                        .arg(&present)
+                        .query_async(&mut conn),
+                )
+                .await?;
         }
         Ok(page)
     }

@@ -24,6 +24,11 @@
 //!
 //! Every template must contain `{user}` or `{route}`.
 //! - `listen` (host mode): the `listen` parameters (`80`).
+//! - `default_server` (host mode): also write `vessel-default-server.conf`,
+//!   a `default_server` on `listen` that answers 404 (`true`). Without a
+//!   default server, nginx sends a request for an unknown host name (a
+//!   stopped user's, an address) to the first server on the port: another
+//!   user's workspace. Set `false` only if your own config has one.
 //! - `nginx`: the exec grant to run nginx with (`nginx`); grant it with the
 //!   `-c`/`-p` arguments of the nginx to control.
 //! - `exec_timeout_ms`: limit for each nginx run (`30000`).
@@ -149,7 +154,23 @@ impl Guest for NginxProxy {
         let file = Route::new(request, &template.url).map_err(DriverError::InvalidInput)?;
         let text = RouteFile::render(&file, &template).map_err(DriverError::InvalidInput)?;
         let path = routes_dir().join(RouteFile::file_name(&route.route_id));
-        apply(&path, Some(&text))?;
+        // The catch-all server goes in with the first route, so no request
+        // ever falls through to a user's server; if nginx refuses the
+        // change, it goes again with the route.
+        let mut new_default = None;
+        if let Some((name, default)) = RouteFile::default_server(&template) {
+            let default_path = routes_dir().join(name);
+            if !default_path.exists() {
+                write_or_remove(&default_path, Some(&default))?;
+                new_default = Some(default_path);
+            }
+        }
+        if let Err(error) = apply(&path, Some(&text)) {
+            if let Some(default_path) = new_default {
+                let _ = write_or_remove(&default_path, None);
+            }
+            return Err(error);
+        }
         log(
             Level::Info,
             &format!(

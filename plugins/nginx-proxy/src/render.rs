@@ -10,7 +10,13 @@ pub enum Mode {
     /// `location <prefix> { ... }`, included inside a `server {}`.
     Path { location: String },
     /// `server { listen ...; server_name ...; ... }`, included in `http {}`.
-    Host { server_name: String, listen: String },
+    Host {
+        server_name: String,
+        listen: String,
+        /// Whether the driver also serves a catch-all `default_server` that
+        /// answers 404 (see [`RouteFile::default_server`]).
+        default_server: bool,
+    },
 }
 
 /// The settings that shape every route.
@@ -49,6 +55,7 @@ impl Template {
                 Mode::Host {
                     server_name,
                     listen: get("listen").unwrap_or_else(|| "80".into()),
+                    default_server: get("default_server").is_none_or(|v| v.trim() != "false"),
                 }
             }
             other => return Err(format!("mode must be path or host, not {other:?}")),
@@ -101,6 +108,7 @@ impl RouteFile {
             Mode::Host {
                 server_name,
                 listen,
+                ..
             } => {
                 let name = route.fill(server_name);
                 proxy_route::check_host_name(&name)?;
@@ -109,6 +117,30 @@ impl RouteFile {
                     proxy("        ", &format!("http://{}", route.authority()))
                 ))
             }
+        }
+    }
+
+    /// The file that makes nginx answer 404 for host names no session has.
+    /// Without it, nginx sends a request whose `Host` matches no
+    /// `server_name` (a stopped user's name, an address, a typo) to the
+    /// first server on the port, which would be some user's workspace.
+    /// `None` in path mode, or when the operator serves a default server of
+    /// their own (`default_server = false`).
+    pub fn default_server(template: &Template) -> Option<(&'static str, String)> {
+        match &template.mode {
+            Mode::Host {
+                listen,
+                default_server: true,
+                ..
+            } => Some((
+                "vessel-default-server.conf",
+                format!(
+                    "# vessel: requests for a host name no session has get 404, never another \
+                     user's workspace\nserver {{\n    listen {listen} default_server;\n    \
+                     server_name _;\n    return 404 \"no such workspace\\n\";\n}}\n"
+                ),
+            )),
+            _ => None,
         }
     }
 
@@ -170,6 +202,23 @@ mod tests {
         );
         assert!(text.contains("listen 80;"), "{text}");
         assert!(text.contains("proxy_pass http://[::1]:8080;"), "{text}");
+    }
+
+    #[test]
+    fn host_mode_has_a_catch_all_server_unless_the_operator_has_one() {
+        let file = RouteFile::default_server(&template("host")).unwrap();
+        assert!(file.1.contains("listen 80 default_server;"), "{}", file.1);
+        assert!(file.1.contains("return 404"));
+        assert_eq!(RouteFile::parse(&file.1), None, "not a route");
+        assert_eq!(RouteFile::default_server(&template("path")), None);
+        let own = Template::from_settings(|k| match k {
+            "mode" => Some("host".into()),
+            "server_name_template" => Some("{user}.example.com".into()),
+            "default_server" => Some("false".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(RouteFile::default_server(&own), None);
     }
 
     #[test]

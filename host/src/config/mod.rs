@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod security;
+
+pub use security::{AuthConfig, AuthMode, HttpConfig, LimitsConfig, MetricsAccess, Secret};
+
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -74,6 +78,12 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The VM and proxy drivers.
     pub plugins: PluginsConfig,
+    /// Who may call the API.
+    pub auth: AuthConfig,
+    /// How the HTTP server protects itself from slow and greedy clients.
+    pub http: HttpConfig,
+    /// How much one caller may ask.
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -87,6 +97,9 @@ impl Default for Config {
             reconcile: ReconcileConfig::default(),
             shutdown_grace: Duration::from_secs(30),
             plugins: PluginsConfig::default(),
+            auth: AuthConfig::default(),
+            http: HttpConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -156,6 +169,13 @@ pub struct SessionConfig {
     /// hosts sharing a store must use the same value. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// The most sessions (starting, active or stopping) the whole fleet
+    /// holds at once, counted in the store atomically with each start's
+    /// claim, so hosts sharing a Redis never exceed it together. A start
+    /// over it is answered 429 `at_capacity` and creates nothing. `0` means
+    /// no limit. All hosts sharing a store should use the same value.
+    /// Default `500`.
+    pub max_sessions: u64,
 }
 
 impl Default for SessionConfig {
@@ -172,6 +192,7 @@ impl Default for SessionConfig {
             stop_timeout: Duration::from_secs(60),
             liveness_timeout: Duration::from_millis(500),
             lease: Duration::from_secs(30),
+            max_sessions: 0,
         }
     }
 }
@@ -469,6 +490,30 @@ impl Config {
         if let Some(value) = env("VESSEL_IDLE_TIMEOUT") {
             self.reaper.idle_timeout = env_duration("VESSEL_IDLE_TIMEOUT", &value)?;
         }
+        if let Some(value) = env("VESSEL_AUTH_MODE") {
+            self.auth.mode = match value.as_str() {
+                "token" => AuthMode::Token,
+                "none" => AuthMode::None,
+                _ => {
+                    return Err(ConfigError::Env {
+                        name: "VESSEL_AUTH_MODE",
+                        value,
+                        reason: "must be token or none".into(),
+                    });
+                }
+            };
+        }
+        if let Some(value) = env("VESSEL_SIGNING_KEYS") {
+            self.auth.signing_keys = value
+                .split(',')
+                .map(str::trim)
+                .filter(|key| !key.is_empty())
+                .map(Secret::new)
+                .collect();
+        }
+        if let Some(value) = env("VESSEL_OPERATOR_TOKEN") {
+            self.auth.operator_token = (!value.is_empty()).then(|| Secret::new(value));
+        }
         Ok(())
     }
 
@@ -489,6 +534,41 @@ impl Config {
                 "session.lease ({:?}) must be at least 300ms: it is renewed every third of it",
                 self.session.lease
             ));
+        }
+        if self
+            .auth
+            .signing_keys
+            .iter()
+            .any(|key| key.expose().len() < 32)
+        {
+            return invalid("auth.signing_keys: every key must be at least 32 bytes".into());
+        }
+        if self
+            .auth
+            .operator_token
+            .as_ref()
+            .is_some_and(|token| token.expose().len() < 32)
+        {
+            return invalid("auth.operator_token must be at least 32 characters".into());
+        }
+        let longest_start = self.session.start_timeout + self.session.stop_timeout;
+        if let Some(limit) = self.http.request_timeout
+            && limit <= longest_start
+        {
+            return invalid(format!(
+                "http.request_timeout ({limit:?}) must exceed session.start_timeout + \
+                 session.stop_timeout ({longest_start:?}), or starts would be cut off"
+            ));
+        }
+        if self.http.max_connections == 0
+            || self.http.body_limit_bytes == 0
+            || self.http.header_read_timeout.is_zero()
+        {
+            return invalid(
+                "http.max_connections, http.body_limit_bytes and http.header_read_timeout \
+                 must be positive"
+                    .into(),
+            );
         }
         if self.reconcile.interval.is_zero() {
             return invalid("reconcile.interval must be positive".into());
@@ -533,6 +613,14 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The longest one request may take: `http.request_timeout`, or by
+    /// default the longest start and stop plus 30 seconds.
+    pub fn request_timeout(&self) -> Duration {
+        self.http.request_timeout.unwrap_or(
+            self.session.start_timeout + self.session.stop_timeout + Duration::from_secs(30),
+        )
     }
 
     /// Expands `{data_dir}` at the start of a configured path.
