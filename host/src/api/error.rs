@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
+use super::model::{ErrorDetail, ErrorResponse};
 use crate::auth::AuthError;
 use crate::ids::InvalidUserId;
 use crate::session::SessionError;
@@ -35,17 +35,6 @@ pub struct ApiError {
     pub message: String,
     /// A header the answer carries (`WWW-Authenticate`, `Retry-After`).
     pub header: Option<(HeaderName, HeaderValue)>,
-}
-
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: &'a str,
 }
 
 impl ApiError {
@@ -104,10 +93,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
+        let body = ErrorResponse {
             error: ErrorDetail {
-                code: self.code,
-                message: &self.message,
+                code: self.code.to_string(),
+                message: self.message,
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -128,6 +117,16 @@ impl From<JsonRejection> for ApiError {
                 "the request body is larger than http.body_limit_bytes allows",
             );
         }
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request",

@@ -2,128 +2,52 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
 
 use super::ApiState;
 use super::auth::{ClientAddr, authorize};
 use super::error::ApiError;
+use super::model::{
+    ErrorResponse, Health, HealthState, SessionView, StartRequest, StartResponse, StopResponse,
+    StopState, StoreHealth, UserRequest,
+};
 use super::rate::Exceeded;
 use crate::auth::Caller;
 use crate::ids::UserId;
 use crate::session::{SessionManager, Stopped};
-use crate::store::SessionRecord;
-
-/// `POST /start` body.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StartRequest {
-    /// The user whose workspace to start.
-    pub user_id: String,
-    /// The absolute path of the project directory to copy into the VM.
-    pub project_path: String,
-}
-
-/// `POST /stop` and `POST /heartbeat` body.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UserRequest {
-    /// The user.
-    pub user_id: String,
-}
-
-/// A session as the API shows it (`GET /status`, and the other answers).
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionView {
-    /// The user.
-    pub user_id: String,
-    /// `active`, `starting`, `stopping`, or `none`.
-    pub status: &'static str,
-    /// The VM's id, `null` with status `none`.
-    pub vm_id: Option<String>,
-    /// The VM's address.
-    pub ip: Option<String>,
-    /// The public URL.
-    pub url: Option<String>,
-    /// The last heartbeat, ms since the epoch.
-    pub last_heartbeat: Option<u64>,
-}
-
-impl SessionView {
-    fn of(user: &UserId, record: Option<SessionRecord>) -> SessionView {
-        match record {
-            Some(record) => SessionView {
-                user_id: user.to_string(),
-                status: record.status.as_str(),
-                vm_id: Some(record.vm_id),
-                ip: record.ip,
-                url: record.url,
-                last_heartbeat: Some(record.last_heartbeat),
-            },
-            None => SessionView {
-                user_id: user.to_string(),
-                status: "none",
-                vm_id: None,
-                ip: None,
-                url: None,
-                last_heartbeat: None,
-            },
-        }
-    }
-}
-
-/// `POST /start` answer: the session, and whether it was already running.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StartResponse {
-    /// The session.
-    #[serde(flatten)]
-    pub session: SessionView,
-    /// `true` when the session already ran (nothing was created).
-    pub reused: bool,
-}
-
-/// `POST /stop` answer.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct StopResponse {
-    /// The user.
-    pub user_id: String,
-    /// `none` when the session is gone, `stopping` when another request is
-    /// still stopping it.
-    pub status: &'static str,
-    /// Whether this request stopped a running session.
-    pub stopped: bool,
-}
-
-/// `GET /healthz` answer.
-#[derive(Debug, Serialize)]
-pub struct Health {
-    /// `ok` or `degraded`.
-    pub status: &'static str,
-    /// The store's kind and state.
-    pub store: StoreHealth,
-}
-
-/// The store part of `/healthz`.
-#[derive(Debug, Serialize)]
-pub struct StoreHealth {
-    /// `redis` or `embedded`.
-    pub kind: &'static str,
-    /// `ok` or `unavailable`.
-    pub status: &'static str,
-    /// The error, when unavailable.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
 
 type Manager = State<Arc<SessionManager>>;
 
-/// `POST /start`: the user's running session, or a new one.
+/// The user's running session, or a new one.
+///
+/// A hit (the session runs) answers at once with `reused: true`. Otherwise
+/// the VM is created, the project copied in and the route added; any
+/// failure is rolled back. Concurrent starts for one user, on any host,
+/// make one VM and get the same session.
+#[utoipa::path(
+    post,
+    path = "/start",
+    tag = "sessions",
+    request_body = StartRequest,
+    responses(
+        (status = 200, description = "The session, running", body = StartResponse),
+        (status = 400, description = "Malformed body, bad user id or unusable project path; nothing changed", body = ErrorResponse),
+        (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
+        (status = 403, description = "A user token for another user", body = ErrorResponse),
+        (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
+        (status = 409, description = "Another host took the start over", body = ErrorResponse),
+        (status = 413, description = "The body is over http.body_limit_bytes", body = ErrorResponse),
+        (status = 429, description = "At capacity (at_capacity) or too many starts (rate_limited); see Retry-After", body = ErrorResponse),
+        (status = 500, description = "A corrupt record or a store failure", body = ErrorResponse),
+        (status = 502, description = "A driver failed; the start was rolled back", body = ErrorResponse),
+        (status = 503, description = "The store is unreachable, or the host is shutting down", body = ErrorResponse),
+        (status = 504, description = "The start ran past its deadline and was rolled back", body = ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn start(
     State(state): State<ApiState>,
     Extension(caller): Extension<Caller>,
@@ -155,7 +79,28 @@ pub async fn start(
     }))
 }
 
-/// `POST /stop`: stops the user's session; succeeds if there is none.
+/// Stops the user's session: removes the route, the VM and the record.
+/// Stopping a user without a session succeeds.
+#[utoipa::path(
+    post,
+    path = "/stop",
+    tag = "sessions",
+    request_body = UserRequest,
+    responses(
+        (status = 200, description = "The session is gone", body = StopResponse),
+        (status = 202, description = "Another request is still stopping it", body = StopResponse),
+        (status = 400, description = "Malformed body or bad user id", body = ErrorResponse),
+        (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
+        (status = 403, description = "A user token for another user", body = ErrorResponse),
+        (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
+        (status = 413, description = "The body is over http.body_limit_bytes", body = ErrorResponse),
+        (status = 500, description = "A corrupt record or a store failure", body = ErrorResponse),
+        (status = 502, description = "A driver failed; the Reaper retries the stop", body = ErrorResponse),
+        (status = 503, description = "The store is unreachable, or the host is shutting down", body = ErrorResponse),
+        (status = 504, description = "The stop ran past its deadline; the Reaper retries it", body = ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn stop(
     State(manager): Manager,
     Extension(caller): Extension<Caller>,
@@ -166,8 +111,8 @@ pub async fn stop(
     authorize(&caller, &user)?;
     let outcome = manager.stop(&user).await?;
     let (code, status) = match outcome {
-        Stopped::Stopped | Stopped::NotRunning => (StatusCode::OK, "none"),
-        Stopped::InProgress => (StatusCode::ACCEPTED, "stopping"),
+        Stopped::Stopped | Stopped::NotRunning => (StatusCode::OK, StopState::None),
+        Stopped::InProgress => (StatusCode::ACCEPTED, StopState::Stopping),
     };
     Ok((
         code,
@@ -179,7 +124,27 @@ pub async fn stop(
     ))
 }
 
-/// `POST /heartbeat`: keeps the user's session alive; 404 without one.
+/// Keeps the user's session alive: sets its `lastHeartbeat` to now. Never
+/// creates or revives a session.
+#[utoipa::path(
+    post,
+    path = "/heartbeat",
+    tag = "sessions",
+    request_body = UserRequest,
+    responses(
+        (status = 200, description = "The session, with its new lastHeartbeat", body = SessionView),
+        (status = 400, description = "Malformed body or bad user id", body = ErrorResponse),
+        (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
+        (status = 403, description = "A user token for another user", body = ErrorResponse),
+        (status = 404, description = "The user has no session (or it is being stopped)", body = ErrorResponse),
+        (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
+        (status = 409, description = "The session is still starting", body = ErrorResponse),
+        (status = 413, description = "The body is over http.body_limit_bytes", body = ErrorResponse),
+        (status = 500, description = "A corrupt record or a store failure", body = ErrorResponse),
+        (status = 503, description = "The store is unreachable, or the host is shutting down", body = ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn heartbeat(
     State(manager): Manager,
     Extension(caller): Extension<Caller>,
@@ -192,29 +157,56 @@ pub async fn heartbeat(
     Ok(Json(SessionView::of(&user, Some(record))))
 }
 
-/// `GET /status/{userId}`: the user's session, or status `none`.
+/// The user's session, or status `none`.
+#[utoipa::path(
+    get,
+    path = "/status/{userId}",
+    tag = "sessions",
+    params(("userId" = String, Path, description = "The user", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")),
+    responses(
+        (status = 200, description = "The session, or status none", body = SessionView),
+        (status = 400, description = "Bad user id", body = ErrorResponse),
+        (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
+        (status = 403, description = "A user token for another user", body = ErrorResponse),
+        (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
+        (status = 500, description = "A corrupt record or a store failure", body = ErrorResponse),
+        (status = 503, description = "The store is unreachable, or the host is shutting down", body = ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
 pub async fn status(
     State(manager): Manager,
     Extension(caller): Extension<Caller>,
-    Path(user_id): Path<String>,
+    user_id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<SessionView>, ApiError> {
+    let Path(user_id) = user_id?;
     let user = UserId::parse(&user_id)?;
     authorize(&caller, &user)?;
     let record = manager.status(&user).await?;
     Ok(Json(SessionView::of(&user, record)))
 }
 
-/// `GET /healthz`: 200 when the store answers, 503 when it does not.
+/// Whether the host and its store answer; needs no token.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The host and its store answer", body = Health),
+        (status = 503, description = "The store does not answer", body = Health),
+    ),
+    security(())
+)]
 pub async fn healthz(State(manager): Manager) -> (StatusCode, Json<Health>) {
     let store = manager.store();
     match store.ping().await {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {
-                status: "ok",
+                status: HealthState::Ok,
                 store: StoreHealth {
-                    kind: store.kind(),
-                    status: "ok",
+                    kind: store.kind().to_string(),
+                    status: HealthState::Ok,
                     error: None,
                 },
             }),
@@ -222,10 +214,10 @@ pub async fn healthz(State(manager): Manager) -> (StatusCode, Json<Health>) {
         Err(error) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(Health {
-                status: "degraded",
+                status: HealthState::Degraded,
                 store: StoreHealth {
-                    kind: store.kind(),
-                    status: "unavailable",
+                    kind: store.kind().to_string(),
+                    status: HealthState::Unavailable,
                     error: Some(error.to_string()),
                 },
             }),
@@ -233,7 +225,19 @@ pub async fn healthz(State(manager): Manager) -> (StatusCode, Json<Health>) {
     }
 }
 
-/// `GET /metrics`: this host's counters in the Prometheus text format.
+/// This host's counters, in the Prometheus text format. Open to clients on
+/// loopback by default (`auth.metrics`); others need an operator token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The counters", body = String, content_type = "text/plain"),
+        (status = 401, description = "A token is needed and none (or a bad one) was sent", body = ErrorResponse),
+        (status = 403, description = "Not an operator token", body = ErrorResponse),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn metrics(
     State(manager): Manager,
 ) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
@@ -243,5 +247,23 @@ pub async fn metrics(
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         manager.metrics().render(),
+    )
+}
+
+/// This API's OpenAPI 3.1 description; needs no token.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")),
+    security(())
+)]
+pub async fn openapi() -> (
+    [(axum::http::header::HeaderName, &'static str); 1],
+    &'static str,
+) {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        super::openapi::document(),
     )
 }

@@ -8,6 +8,7 @@
 //! | GET | `/status/{userId}` | | the session or status `none` |
 //! | GET | `/healthz` | | store health |
 //! | GET | `/metrics` | | counters, Prometheus text format |
+//! | GET | `/openapi.json` | | this API as an OpenAPI 3.1 document |
 //!
 //! Every endpoint but `/healthz` (and `/openapi.json`) needs a bearer token
 //! (see [`crate::auth`]).
@@ -15,6 +16,8 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod model;
+pub mod openapi;
 pub mod rate;
 pub mod server;
 
@@ -75,6 +78,9 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .route("/status/{user_id}", get(handlers::status))
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(
             config.http.body_limit_bytes,
         ))
@@ -91,6 +97,24 @@ pub fn router(state: ApiState, config: &Config) -> Router {
             count_responses,
         ))
         .with_state(state)
+}
+
+/// A path the API does not have: 404 in the one error shape.
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no endpoint at {}", uri.path()),
+    )
+}
+
+/// A method the path does not take: 405 in the one error shape.
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this endpoint does not take {method}"),
+    )
 }
 
 /// Answers 408 when a request (reading its body included) takes longer

@@ -174,7 +174,8 @@ pub struct SessionConfig {
     /// claim, so hosts sharing a Redis never exceed it together. A start
     /// over it is answered 429 `at_capacity` and creates nothing. `0` means
     /// no limit. All hosts sharing a store should use the same value.
-    /// Default `500`.
+    /// Default `0`: set it to what your hosts can hold (e.g. their memory
+    /// divided by `memory_mib`).
     pub max_sessions: u64,
 }
 

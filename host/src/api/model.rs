@@ -1,0 +1,185 @@
+//! The API's request and answer bodies: the types the handlers read and
+//! write, and from which the OpenAPI document (`/openapi.json`) is made.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::UserId;
+use crate::store::{SessionRecord, SessionStatus};
+
+/// The pattern every user id matches (checked by the host; in the spec so
+/// that clients and fuzzers know it).
+pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$";
+
+/// `POST /start` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StartRequest {
+    /// The user whose workspace to start: 1 to 48 characters of
+    /// `[A-Za-z0-9_-]`, starting with a letter or digit; case-sensitive.
+    #[schema(example = "User-A", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")]
+    pub user_id: String,
+    /// The absolute path of the project directory to copy into the VM.
+    #[schema(example = "/srv/projects/user-a")]
+    pub project_path: String,
+}
+
+/// `POST /stop` and `POST /heartbeat` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserRequest {
+    /// The user.
+    #[schema(example = "User-A", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")]
+    pub user_id: String,
+}
+
+/// Where a session is, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionState {
+    /// The VM runs and the route serves it.
+    Active,
+    /// A start is creating the VM, copying the project or adding the route.
+    Starting,
+    /// A stop is removing the route and the VM.
+    Stopping,
+    /// The user has no session.
+    None,
+}
+
+impl From<SessionStatus> for SessionState {
+    fn from(status: SessionStatus) -> Self {
+        match status {
+            SessionStatus::Active => SessionState::Active,
+            SessionStatus::Starting => SessionState::Starting,
+            SessionStatus::Stopping => SessionState::Stopping,
+        }
+    }
+}
+
+/// A session as the API shows it (`GET /status`, and the other answers).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// The user.
+    pub user_id: String,
+    /// Where the session is.
+    pub status: SessionState,
+    /// The VM's id (`vessel-{public name}`); `null` with status `none`.
+    pub vm_id: Option<String>,
+    /// The VM's address; `null` while starting.
+    pub ip: Option<String>,
+    /// The public URL; `null` while starting.
+    pub url: Option<String>,
+    /// The last heartbeat, in milliseconds since the epoch.
+    pub last_heartbeat: Option<u64>,
+}
+
+impl SessionView {
+    /// The view of `user`'s `record`, or of no session.
+    pub fn of(user: &UserId, record: Option<SessionRecord>) -> SessionView {
+        match record {
+            Some(record) => SessionView {
+                user_id: user.to_string(),
+                status: record.status.into(),
+                vm_id: Some(record.vm_id),
+                ip: record.ip,
+                url: record.url,
+                last_heartbeat: Some(record.last_heartbeat),
+            },
+            None => SessionView {
+                user_id: user.to_string(),
+                status: SessionState::None,
+                vm_id: None,
+                ip: None,
+                url: None,
+                last_heartbeat: None,
+            },
+        }
+    }
+}
+
+/// `POST /start` answer: the session, and whether it was already running.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartResponse {
+    /// The session.
+    #[serde(flatten)]
+    pub session: SessionView,
+    /// `true` when the session already ran (nothing was created).
+    pub reused: bool,
+}
+
+/// Where a stopped session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StopState {
+    /// The session is gone (or there was none).
+    None,
+    /// Another request is still stopping it.
+    Stopping,
+}
+
+/// `POST /stop` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StopResponse {
+    /// The user.
+    pub user_id: String,
+    /// `none` when the session is gone, `stopping` when another request is
+    /// still stopping it.
+    pub status: StopState,
+    /// Whether this request stopped a running session.
+    pub stopped: bool,
+}
+
+/// Whether a part of the host works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthState {
+    /// It works.
+    Ok,
+    /// The host serves, but its store does not answer.
+    Degraded,
+    /// The store does not answer.
+    Unavailable,
+}
+
+/// `GET /healthz` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok` or `degraded`.
+    pub status: HealthState,
+    /// The store's kind and state.
+    pub store: StoreHealth,
+}
+
+/// The store part of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StoreHealth {
+    /// `redis` or `embedded`.
+    #[schema(example = "redis")]
+    pub kind: String,
+    /// `ok` or `unavailable`.
+    pub status: HealthState,
+    /// The error, when unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Every error answer: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The code and message of an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code, e.g. `invalid_user_id`.
+    #[schema(example = "invalid_user_id")]
+    pub code: String,
+    /// What happened, for people.
+    pub message: String,
+}
