@@ -222,3 +222,43 @@ async fn a_slowloris_client_is_cut_off_while_others_are_served() {
     }
     host.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_operator_token_holds_at_most_its_own_share_of_sessions() {
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), Some(redis.url()));
+    config.auth.mode = AuthMode::Token;
+    config.auth.signing_keys = vec![Secret::new(KEY)];
+    config.limits.max_sessions_per_token = 2;
+    let host = TestHost::start(config).await;
+    let project = project_dir(dir.path(), "p");
+    let operator = |name: &str| {
+        let token = mint(
+            KEY.as_bytes(),
+            name,
+            Scope::Operator,
+            Duration::from_secs(600),
+        );
+        host.api().with_token(&token.unwrap())
+    };
+    let team_a = operator("team-a");
+    let team_b = operator("team-b");
+    assert_eq!(team_a.start("a1", &project).await.status, 200);
+    assert_eq!(team_a.start("a2", &project).await.status, 200);
+    let over = team_a.start("a3", &project).await;
+    assert_eq!(over.status, 429, "{:?}", over.body);
+    assert_eq!(over.error_code(), "token_at_capacity");
+    // A session that runs is still answered; another token is not affected.
+    assert_eq!(team_a.start("a1", &project).await.status, 200);
+    assert_eq!(team_b.start("b1", &project).await.status, 200);
+    // The record says who started it; a stop frees the place.
+    assert_eq!(
+        redis.get_json("session:a1").unwrap()["startedBy"],
+        "operator:team-a"
+    );
+    assert_eq!(team_b.stop("a2").await.status, 200);
+    assert_eq!(team_a.start("a3", &project).await.status, 200);
+    assert_eq!(host.vms().items().len(), 3);
+    host.shutdown().await;
+}

@@ -263,7 +263,10 @@ async fn the_host_keeps_answering_while_a_plugin_loops() {
         .as_millis() as u64;
     let record =
         vessel_tests::store_suite::record("loop", vessel::store::SessionStatus::Active, "", now_ms);
-    store.insert_new(&record, None).await.unwrap();
+    store
+        .insert_new(&record, vessel::store::Capacity::NONE)
+        .await
+        .unwrap();
     let project = vessel_tests::project_dir(dir.path(), "p");
     let api = host.api();
     let start = tokio::spawn({

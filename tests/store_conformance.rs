@@ -42,6 +42,7 @@ conformance!(
     insert_is_create_once,
     concurrent_inserts_have_one_winner,
     capacity_is_never_exceeded,
+    starter_capacity_is_never_exceeded,
     replace_and_delete_need_the_owner,
     heartbeat_updates_only_active_sessions,
     claims_follow_their_conditions,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::Map;
 use vessel::ids::UserId;
 use vessel::store::{
-    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StartStep,
-    StopClaim, StopCondition,
+    Capacity, HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore,
+    StartStep, StopClaim, StopCondition,
 };
 
 /// A store under test.
@@ -32,7 +32,15 @@ pub fn record(user: &str, status: SessionStatus, owner: &str, at: u64) -> Sessio
         owner: owner.to_string(),
         start_step: (status == SessionStatus::Starting).then_some(StartStep::CopyingProject),
         project_path: Some("/tmp/project".to_string()),
+        started_by: None,
         extra: Map::new(),
+    }
+}
+
+fn fleet(limit: u64) -> Capacity {
+    Capacity {
+        fleet: Some(limit),
+        per_starter: None,
     }
 }
 
@@ -53,12 +61,12 @@ pub async fn insert_is_create_once(store: Store) {
     let first = record("alice", SessionStatus::Starting, "h1/1", 10);
     assert_eq!(store.get(&user("alice")).await.unwrap(), None);
     assert_eq!(
-        store.insert_new(&first, None).await.unwrap(),
+        store.insert_new(&first, Capacity::NONE).await.unwrap(),
         InsertOutcome::Inserted
     );
     let second = record("alice", SessionStatus::Starting, "h2/1", 20);
     assert_eq!(
-        store.insert_new(&second, None).await.unwrap(),
+        store.insert_new(&second, Capacity::NONE).await.unwrap(),
         InsertOutcome::Exists(first.clone())
     );
     assert_eq!(store.get(&user("alice")).await.unwrap(), Some(first));
@@ -70,7 +78,7 @@ pub async fn concurrent_inserts_have_one_winner(store: Store) {
         let store = store.clone();
         async move {
             let candidate = record("bob", SessionStatus::Starting, &format!("h/{i}"), i);
-            store.insert_new(&candidate, None).await.unwrap()
+            store.insert_new(&candidate, Capacity::NONE).await.unwrap()
         }
     });
     let outcomes = futures::future::join_all(attempts).await;
@@ -89,7 +97,7 @@ pub async fn capacity_is_never_exceeded(store: Store) {
         let store = store.clone();
         async move {
             let candidate = record(&format!("cap{i}"), SessionStatus::Starting, "h/1", 1);
-            store.insert_new(&candidate, Some(10)).await.unwrap()
+            store.insert_new(&candidate, fleet(10)).await.unwrap()
         }
     });
     let outcomes = futures::future::join_all(attempts).await;
@@ -107,7 +115,7 @@ pub async fn capacity_is_never_exceeded(store: Store) {
 
     let holder = page.records[0].clone();
     assert!(matches!(
-        store.insert_new(&holder, Some(10)).await.unwrap(),
+        store.insert_new(&holder, fleet(10)).await.unwrap(),
         InsertOutcome::Exists(_)
     ));
     assert!(
@@ -118,12 +126,15 @@ pub async fn capacity_is_never_exceeded(store: Store) {
     );
     let newcomer = record("newcomer", SessionStatus::Starting, "h/2", 2);
     assert_eq!(
-        store.insert_new(&newcomer, Some(10)).await.unwrap(),
+        store.insert_new(&newcomer, fleet(10)).await.unwrap(),
         InsertOutcome::Inserted
     );
     assert_eq!(
         store
-            .insert_new(&record("late", SessionStatus::Starting, "h/3", 3), Some(10))
+            .insert_new(
+                &record("late", SessionStatus::Starting, "h/3", 3),
+                fleet(10)
+            )
             .await
             .unwrap(),
         InsertOutcome::Full
@@ -131,7 +142,83 @@ pub async fn capacity_is_never_exceeded(store: Store) {
     // Without a capacity nothing is counted.
     assert_eq!(
         store
-            .insert_new(&record("late", SessionStatus::Starting, "h/3", 3), None)
+            .insert_new(
+                &record("late", SessionStatus::Starting, "h/3", 3),
+                Capacity::NONE
+            )
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    );
+}
+
+/// A starter (an operator token) holds at most its own limit of sessions,
+/// counted atomically with concurrent inserts; others are not affected, and
+/// a deleted record frees its place.
+pub async fn starter_capacity_is_never_exceeded(store: Store) {
+    let per_starter = Capacity {
+        fleet: None,
+        per_starter: Some(3),
+    };
+    let by = |user: &str, starter: &str| {
+        let mut record = record(user, SessionStatus::Starting, "h/1", 1);
+        record.started_by = Some(starter.to_string());
+        record
+    };
+    let attempts = (0..12).map(|i| {
+        let store = store.clone();
+        let candidate = by(&format!("t{i}"), "operator:a");
+        async move { store.insert_new(&candidate, per_starter).await.unwrap() }
+    });
+    let outcomes = futures::future::join_all(attempts).await;
+    let inserted: Vec<_> = outcomes
+        .iter()
+        .filter(|o| **o == InsertOutcome::Inserted)
+        .collect();
+    assert_eq!(inserted.len(), 3, "{outcomes:?}");
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == InsertOutcome::StarterFull)
+            .count(),
+        9
+    );
+    // Another starter, and records with no starter, are not counted.
+    assert_eq!(
+        store
+            .insert_new(&by("other", "operator:b"), per_starter)
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    );
+    assert_eq!(
+        store
+            .insert_new(
+                &record("plain", SessionStatus::Starting, "h/1", 1),
+                per_starter
+            )
+            .await
+            .unwrap(),
+        InsertOutcome::Inserted
+    );
+    // A stop frees a place.
+    let held = store
+        .scan(None, 100)
+        .await
+        .unwrap()
+        .records
+        .into_iter()
+        .find(|r| r.started_by.as_deref() == Some("operator:a"))
+        .unwrap();
+    assert!(
+        store
+            .delete_owned(&user(&held.user_id), &held.owner)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .insert_new(&by("again", "operator:a"), per_starter)
             .await
             .unwrap(),
         InsertOutcome::Inserted
@@ -141,7 +228,7 @@ pub async fn capacity_is_never_exceeded(store: Store) {
 /// Only the owner may replace or delete a record.
 pub async fn replace_and_delete_need_the_owner(store: Store) {
     let mine = record("carol", SessionStatus::Starting, "h1/7", 10);
-    store.insert_new(&mine, None).await.unwrap();
+    store.insert_new(&mine, Capacity::NONE).await.unwrap();
     let mut active = mine.clone();
     active.status = SessionStatus::Active;
     assert!(!store.replace_owned(&active, "h2/7").await.unwrap());
@@ -174,7 +261,10 @@ pub async fn heartbeat_updates_only_active_sessions(store: Store) {
     );
 
     store
-        .insert_new(&record("dave", SessionStatus::Active, "", 10), None)
+        .insert_new(
+            &record("dave", SessionStatus::Active, "", 10),
+            Capacity::NONE,
+        )
         .await
         .unwrap();
     match store.heartbeat(&user("dave"), 50).await.unwrap() {
@@ -194,7 +284,7 @@ pub async fn heartbeat_updates_only_active_sessions(store: Store) {
     for status in [SessionStatus::Starting, SessionStatus::Stopping] {
         let name = format!("erin-{}", status.as_str());
         let held = record(&name, status, "h/1", 10);
-        store.insert_new(&held, None).await.unwrap();
+        store.insert_new(&held, Capacity::NONE).await.unwrap();
         assert_eq!(
             store.heartbeat(&user(&name), 99).await.unwrap(),
             HeartbeatOutcome::NotActive(held.clone())
@@ -207,7 +297,10 @@ pub async fn heartbeat_updates_only_active_sessions(store: Store) {
 /// and hand it to the claimant.
 pub async fn claims_follow_their_conditions(store: Store) {
     store
-        .insert_new(&record("frank", SessionStatus::Active, "", 1_000), None)
+        .insert_new(
+            &record("frank", SessionStatus::Active, "", 1_000),
+            Capacity::NONE,
+        )
         .await
         .unwrap();
     // Not idle before 1000: the heartbeat at 1000 is not older than the cutoff.
@@ -273,7 +366,10 @@ pub async fn claims_follow_their_conditions(store: Store) {
 /// heartbeat that lands first saves the session from all of them.
 pub async fn claims_race_with_one_winner_and_heartbeats_win_first(store: Store) {
     store
-        .insert_new(&record("gina", SessionStatus::Active, "", 100), None)
+        .insert_new(
+            &record("gina", SessionStatus::Active, "", 100),
+            Capacity::NONE,
+        )
         .await
         .unwrap();
     let claims = (0..16).map(|i| {
@@ -295,7 +391,10 @@ pub async fn claims_race_with_one_winner_and_heartbeats_win_first(store: Store) 
     assert_eq!(won, 1);
 
     store
-        .insert_new(&record("hank", SessionStatus::Active, "", 100), None)
+        .insert_new(
+            &record("hank", SessionStatus::Active, "", 100),
+            Capacity::NONE,
+        )
         .await
         .unwrap();
     assert!(matches!(
@@ -319,7 +418,7 @@ pub async fn scan_sees_every_session_once(store: Store) {
             store
                 .insert_new(
                     &record(&format!("u{i:05}"), SessionStatus::Active, "", i),
-                    None,
+                    Capacity::NONE,
                 )
                 .await
                 .unwrap()
@@ -355,7 +454,7 @@ pub async fn scan_sees_every_session_once(store: Store) {
 /// the claimant knows what to undo.
 pub async fn leases_are_renewed_by_their_holder_only(store: Store) {
     let starting = record("gina", SessionStatus::Starting, "h1/1", 10);
-    store.insert_new(&starting, None).await.unwrap();
+    store.insert_new(&starting, Capacity::NONE).await.unwrap();
     assert!(store.renew_lease(&user("gina"), "h1/1", 50).await.unwrap());
     assert!(!store.renew_lease(&user("gina"), "h2/1", 60).await.unwrap());
     assert!(
@@ -384,7 +483,7 @@ pub async fn leases_are_renewed_by_their_holder_only(store: Store) {
     assert!(store.renew_lease(&user("gina"), "h2/1", 80).await.unwrap());
 
     let active = record("hugo", SessionStatus::Active, "h1/2", 10);
-    store.insert_new(&active, None).await.unwrap();
+    store.insert_new(&active, Capacity::NONE).await.unwrap();
     assert!(!store.renew_lease(&user("hugo"), "h1/2", 90).await.unwrap());
     assert_eq!(store.get(&user("hugo")).await.unwrap(), Some(active));
 }

@@ -210,6 +210,9 @@ impl From<SessionError> for ApiError {
             SessionError::AtCapacity(_) => {
                 ApiError::too_many("at_capacity", message, CAPACITY_RETRY_AFTER)
             }
+            SessionError::StarterAtCapacity(_) => {
+                ApiError::too_many("token_at_capacity", message, CAPACITY_RETRY_AFTER)
+            }
             SessionError::Store(store_error) => store_error.into(),
         }
     }

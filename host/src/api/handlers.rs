@@ -40,7 +40,7 @@ type Manager = State<Arc<SessionManager>>;
         (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
         (status = 409, description = "Another host took the start over", body = ErrorResponse),
         (status = 413, description = "The body is over http.body_limit_bytes", body = ErrorResponse),
-        (status = 429, description = "At capacity (at_capacity) or too many starts (rate_limited); see Retry-After", body = ErrorResponse),
+        (status = 429, description = "The fleet is full (at_capacity), this token holds its maximum of sessions (token_at_capacity), or too many starts (rate_limited); see Retry-After", body = ErrorResponse),
         (status = 500, description = "A corrupt record or a store failure", body = ErrorResponse),
         (status = 502, description = "A driver failed; the start was rolled back", body = ErrorResponse),
         (status = 503, description = "The store is unreachable, or the host is shutting down", body = ErrorResponse),
@@ -72,7 +72,11 @@ pub async fn start(
             exceeded.retry_after(),
         ));
     }
-    let started = state.manager.start(&user, &request.project_path).await?;
+    let starter = caller.starter_key();
+    let started = state
+        .manager
+        .start(&user, &request.project_path, starter.as_deref())
+        .await?;
     Ok(Json(StartResponse {
         session: SessionView::of(&user, Some(started.record)),
         reused: started.reused,

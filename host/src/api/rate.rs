@@ -98,6 +98,7 @@ mod tests {
             starts_per_minute_per_token: 3,
             starts_per_minute_per_address: 100,
             exempt_loopback: true,
+            ..LimitsConfig::default()
         });
         let address = Some("127.0.0.1".parse().unwrap());
         for _ in 0..3 {
@@ -117,6 +118,7 @@ mod tests {
             starts_per_minute_per_token: 100,
             starts_per_minute_per_address: 2,
             exempt_loopback: true,
+            ..LimitsConfig::default()
         });
         let address = Some("192.0.2.7".parse().unwrap());
         limiter.check(Some("user:a"), address).unwrap();
@@ -142,6 +144,7 @@ mod tests {
             starts_per_minute_per_token: 0,
             starts_per_minute_per_address: 0,
             exempt_loopback: false,
+            ..LimitsConfig::default()
         });
         for _ in 0..1000 {
             limiter.check(Some("user:a"), None).unwrap();

@@ -59,6 +59,16 @@ impl Caller {
         matches!(self, Caller::Anyone | Caller::Operator { .. })
     }
 
+    /// The name per-token session limits count this caller's sessions
+    /// under: an operator's (`operator:{name}`). A user holds one session
+    /// at most anyway; anonymous callers are not counted.
+    pub fn starter_key(&self) -> Option<String> {
+        match self {
+            Caller::Operator { name } => Some(format!("operator:{name}")),
+            Caller::Anyone | Caller::User { .. } => None,
+        }
+    }
+
     /// The name per-token rate limits count this caller under: a user
     /// token's user. Operators (a frontend's backend speaking for all its
     /// users) and anonymous callers (authentication off) are not limited

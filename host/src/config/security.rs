@@ -142,6 +142,12 @@ pub struct LimitsConfig {
     /// client has the proxy's loopback address, and a frontend's backend on
     /// the same machine speaks for all its users. Default `true`.
     pub exempt_loopback: bool,
+    /// The most sessions one operator token (counted by its name, the
+    /// JWT's subject) may hold at once, across the fleet, counted in the
+    /// store atomically with each start; a start over it is answered 429
+    /// `token_at_capacity`. User tokens hold one session at most anyway.
+    /// `0` means no limit. Default `0`.
+    pub max_sessions_per_token: u64,
 }
 
 impl Default for LimitsConfig {
@@ -150,6 +156,7 @@ impl Default for LimitsConfig {
             starts_per_minute_per_token: 60,
             starts_per_minute_per_address: 600,
             exempt_loopback: true,
+            max_sessions_per_token: 0,
         }
     }
 }

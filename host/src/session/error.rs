@@ -26,6 +26,10 @@ pub enum SessionError {
     /// was created.
     #[error("{0}")]
     AtCapacity(String),
+    /// The starter (an operator token) holds its maximum of sessions;
+    /// nothing was created.
+    #[error("{0}")]
+    StarterAtCapacity(String),
     /// The session store failed.
     #[error("{0}")]
     Store(#[from] StoreError),

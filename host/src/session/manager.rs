@@ -18,8 +18,8 @@ use crate::ids::UserId;
 use crate::metrics::Metrics;
 use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec, VmState};
 use crate::store::{
-    HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore, StartStep,
-    StopClaim, StopCondition,
+    Capacity, HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore,
+    StartStep, StopClaim, StopCondition,
 };
 
 /// How often a request waiting for another request's start or stop looks
@@ -56,6 +56,9 @@ pub struct SessionSettings {
     pub lease: Duration,
     /// The most sessions the fleet holds; `None` for no limit.
     pub max_sessions: Option<u64>,
+    /// The most sessions one starter (an operator token) holds; `None` for
+    /// no limit.
+    pub max_sessions_per_starter: Option<u64>,
 }
 
 impl SessionSettings {
@@ -76,6 +79,8 @@ impl SessionSettings {
             liveness_timeout: session.liveness_timeout,
             lease: session.lease,
             max_sessions: (session.max_sessions > 0).then_some(session.max_sessions),
+            max_sessions_per_starter: (config.limits.max_sessions_per_token > 0)
+                .then_some(config.limits.max_sessions_per_token),
         }
     }
 
@@ -234,8 +239,14 @@ impl SessionManager {
     /// the liveness check. A miss claims the user atomically (a concurrent
     /// start waits for the claimant and returns its session), creates the
     /// VM, copies the project in, adds the route and stores the session;
-    /// any failure undoes the steps before it.
-    pub async fn start(&self, user: &UserId, project_path: &str) -> Result<Started, SessionError> {
+    /// any failure undoes the steps before it. `starter` names who asks,
+    /// for the per-starter limit (`None`: not counted).
+    pub async fn start(
+        &self,
+        user: &UserId,
+        project_path: &str,
+        starter: Option<&str>,
+    ) -> Result<Started, SessionError> {
         let project = self.settings.project_roots.resolve(project_path)?;
         let deadline = Instant::now() + self.settings.start_timeout + self.settings.stop_timeout;
         loop {
@@ -270,12 +281,13 @@ impl SessionManager {
                     tokio::time::sleep(WAIT_POLL).await;
                 }
                 None => {
-                    let record = self.starting_record(user, &project);
-                    match self
-                        .store
-                        .insert_new(&record, self.settings.max_sessions)
-                        .await?
-                    {
+                    let mut record = self.starting_record(user, &project);
+                    record.started_by = starter.map(str::to_string);
+                    let capacity = Capacity {
+                        fleet: self.settings.max_sessions,
+                        per_starter: self.settings.max_sessions_per_starter,
+                    };
+                    match self.store.insert_new(&record, capacity).await? {
                         InsertOutcome::Inserted => {
                             let record = self.cold_start(user, &project, record).await;
                             self.metrics.count_start(record.is_ok());
@@ -291,6 +303,15 @@ impl SessionManager {
                                 "the fleet holds its maximum of {} sessions \
                                  (session.max_sessions); try again once some have stopped",
                                 self.settings.max_sessions.unwrap_or_default()
+                            )));
+                        }
+                        InsertOutcome::StarterFull => {
+                            self.metrics
+                                .incr("vessel_starts_total", r#"result="at_capacity""#);
+                            return Err(SessionError::StarterAtCapacity(format!(
+                                "this token holds its maximum of {} sessions \
+                                 (limits.max_sessions_per_token); stop one first",
+                                self.settings.max_sessions_per_starter.unwrap_or_default()
                             )));
                         }
                         InsertOutcome::Exists(_) => {}
@@ -400,7 +421,7 @@ impl SessionManager {
     pub async fn remove_unowned(&self, user: &UserId) -> Result<bool, SessionError> {
         let mut claim = self.new_record(user, None);
         claim.status = SessionStatus::Stopping;
-        if self.store.insert_new(&claim, None).await? != InsertOutcome::Inserted {
+        if self.store.insert_new(&claim, Capacity::NONE).await? != InsertOutcome::Inserted {
             return Ok(false);
         }
         self.teardown(user, &claim).await?;
@@ -437,6 +458,7 @@ impl SessionManager {
             owner: self.owners.next(),
             start_step: None,
             project_path: project_path.map(str::to_string),
+            started_by: None,
             extra: Map::new(),
         }
     }

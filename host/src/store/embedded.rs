@@ -17,8 +17,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 
 use super::transition::{self, Change, Transition};
 use super::{
-    HeartbeatOutcome, InsertOutcome, InvalidRecord, ScanPage, SessionRecord, SessionStore,
-    StopClaim, StoreError,
+    Capacity, HeartbeatOutcome, InsertOutcome, InvalidRecord, Over, ScanPage, SessionRecord,
+    SessionStore, StopClaim, StoreError,
 };
 use crate::ids::UserId;
 
@@ -75,20 +75,19 @@ impl EmbeddedStore {
         user: &str,
         decide: impl Transition<T>,
     ) -> Result<T, StoreError> {
-        self.update_within(user, None, decide)
-            .await
-            .map(|answer| answer.expect("no capacity, never full"))
+        self.update_within(user, Capacity::NONE, decide)
+            .await?
+            .map_err(|_| StoreError::Backend("a limit applied without a capacity".into()))
     }
 
     /// As [`EmbeddedStore::update`]; a change that would create a record
-    /// while the store holds `capacity` records already is not made, and
-    /// the answer is `None`.
+    /// beyond `capacity` is not made, and says which limit it would exceed.
     async fn update_within<T: Send + 'static>(
         &self,
         user: &str,
-        capacity: Option<u64>,
+        capacity: Capacity,
         decide: impl Transition<T>,
-    ) -> Result<Option<T>, StoreError> {
+    ) -> Result<Result<T, Over>, StoreError> {
         let user = user.to_string();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
@@ -100,16 +99,13 @@ impl EmbeddedStore {
                 };
                 let creating = current.is_none();
                 let (change, answer) = decide(current)?;
+                if let (Change::Put(record), true) = (&change, creating)
+                    && let Some(over) = exceeds(&table, record, capacity)?
+                {
+                    return Ok(Err(over));
+                }
                 match change {
                     Change::Keep => {}
-                    Change::Put(_)
-                        if creating
-                            && capacity.is_some_and(|limit| {
-                                table.len().is_ok_and(|held| held >= limit)
-                            }) =>
-                    {
-                        return Ok(None);
-                    }
                     Change::Put(record) => {
                         table
                             .insert(user.as_str(), record.to_json().as_bytes())
@@ -122,10 +118,40 @@ impl EmbeddedStore {
                 answer
             };
             txn.commit().map_err(backend)?;
-            Ok(Some(answer))
+            Ok(Ok(answer))
         })
         .await
     }
+}
+
+/// Which limit of `capacity` a new `record` would exceed in `table`, if
+/// any. The per-starter count reads every record: the embedded store serves
+/// one host, whose sessions number in the thousands at most.
+fn exceeds(
+    table: &redb::Table<&str, &[u8]>,
+    record: &SessionRecord,
+    capacity: Capacity,
+) -> Result<Option<Over>, StoreError> {
+    if let Some(limit) = capacity.fleet
+        && table.len().map_err(backend)? >= limit
+    {
+        return Ok(Some(Over::Fleet));
+    }
+    if let (Some(limit), Some(starter)) = (capacity.per_starter, &record.started_by) {
+        let mut held = 0;
+        for entry in table.iter().map_err(backend)? {
+            let (_, value) = entry.map_err(backend)?;
+            let stored: serde_json::Value =
+                serde_json::from_slice(value.value()).unwrap_or_default();
+            if stored["startedBy"].as_str() == Some(starter.as_str()) {
+                held += 1;
+            }
+        }
+        if held >= limit {
+            return Ok(Some(Over::Starter));
+        }
+    }
+    Ok(None)
 }
 
 #[async_trait]
@@ -146,13 +172,13 @@ impl SessionStore for EmbeddedStore {
     async fn insert_new(
         &self,
         record: &SessionRecord,
-        capacity: Option<u64>,
+        capacity: Capacity,
     ) -> Result<InsertOutcome, StoreError> {
         let user = record.user_id.clone();
         let answer = self
             .update_within(&user, capacity, transition::insert_new(record.clone()))
             .await?;
-        Ok(answer.unwrap_or(InsertOutcome::Full))
+        Ok(answer.unwrap_or_else(Over::outcome))
     }
 
     async fn replace_owned(&self, record: &SessionRecord, owner: &str) -> Result<bool, StoreError> {

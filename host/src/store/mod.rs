@@ -40,14 +40,56 @@ pub enum StoreError {
 
 /// The answer to [`SessionStore::insert_new`].
 #[derive(Debug, Clone, PartialEq)]
+// Short-lived; boxing the record would only add an allocation to a start.
+#[allow(clippy::large_enum_variant)]
 pub enum InsertOutcome {
     /// The record was stored; the caller owns the session's start.
     Inserted,
     /// A record already exists (returned as stored).
     Exists(SessionRecord),
     /// There was no record, but the store holds as many sessions as the
-    /// capacity allows; nothing was stored.
+    /// fleet's capacity allows; nothing was stored.
     Full,
+    /// There was no record, but the starter holds as many sessions as its
+    /// own limit allows; nothing was stored.
+    StarterFull,
+}
+
+/// Which limit a new record would exceed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Over {
+    /// [`Capacity::fleet`].
+    Fleet,
+    /// [`Capacity::per_starter`].
+    Starter,
+}
+
+impl Over {
+    /// The answer an insert gives for it.
+    pub(crate) fn outcome(self) -> InsertOutcome {
+        match self {
+            Over::Fleet => InsertOutcome::Full,
+            Over::Starter => InsertOutcome::StarterFull,
+        }
+    }
+}
+
+/// The limits a new record must fit in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capacity {
+    /// The most records the store may hold.
+    pub fleet: Option<u64>,
+    /// The most records with the new record's `startedBy` the store may
+    /// hold (only for a record that has one).
+    pub per_starter: Option<u64>,
+}
+
+impl Capacity {
+    /// No limit at all.
+    pub const NONE: Capacity = Capacity {
+        fleet: None,
+        per_starter: None,
+    };
 }
 
 /// The answer to [`SessionStore::heartbeat`].
@@ -140,13 +182,14 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn get(&self, user: &UserId) -> Result<Option<SessionRecord>, StoreError>;
 
     /// Stores `record` unless `record.user_id` has a session already, or
-    /// (with a `capacity`) the store holds that many sessions already. The
-    /// count and the insert are one atomic step across all hosts sharing
-    /// the store, so concurrent starts never exceed the capacity together.
+    /// the store holds as many sessions as `capacity` allows (in all, or
+    /// started by `record.started_by`). The counts and the insert are one
+    /// atomic step across all hosts sharing the store, so concurrent starts
+    /// never exceed a capacity together.
     async fn insert_new(
         &self,
         record: &SessionRecord,
-        capacity: Option<u64>,
+        capacity: Capacity,
     ) -> Result<InsertOutcome, StoreError>;
 
     /// Replaces the session with `record` if the stored one is held by

@@ -141,6 +141,10 @@ pub struct SessionRecord {
     /// The project directory copied into the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_path: Option<String>,
+    /// Who started the session, as per-token limits count it (an operator
+    /// token's name, `operator:{name}`); absent when nobody is counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// Fields Vessel does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -285,6 +289,7 @@ mod tests {
             owner: String::new(),
             start_step: None,
             project_path: None,
+            started_by: None,
             extra: Map::new(),
         };
         let json: Value = serde_json::from_str(&record.to_json()).unwrap();

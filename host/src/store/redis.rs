@@ -19,8 +19,8 @@ use redis::{RedisError, Script};
 
 use super::transition::{self, Change, Transition};
 use super::{
-    HeartbeatOutcome, InsertOutcome, InvalidRecord, ScanPage, SessionRecord, SessionStore,
-    StopClaim, StoreError,
+    Capacity, HeartbeatOutcome, InsertOutcome, InvalidRecord, Over, ScanPage, SessionRecord,
+    SessionStore, StopClaim, StoreError,
 };
 use crate::ids::UserId;
 
@@ -32,27 +32,33 @@ pub fn session_key(user: &str) -> String {
     format!("{KEY_PREFIX}{user}")
 }
 
-/// KEYS: the session, the index of sessions. ARGV: `absent` or `equals`,
-/// the expected JSON, `set` or `del`, the new JSON, the user id, the
-/// capacity (0: none), the session key prefix. Applies the change only if
-/// the record is absent (or equal to the expected JSON), and keeps the
-/// index (a set of the user ids that have a record) in step. Returns 1 if
-/// it applied the change, 0 if the record changed, 2 if a new record would
-/// exceed the capacity. At capacity it first drops index members whose
-/// record is gone (deleted by hand), so the count cannot leak.
+/// KEYS: the session, the index of sessions, the index of the starter's
+/// sessions. ARGV: `absent` or `equals`, the expected JSON, `set` or `del`,
+/// the new JSON, the user id, the fleet capacity (0: none), the session key
+/// prefix, the starter's capacity (0: none), `1` if the record has a
+/// starter. Applies the change only if the record is absent (or equal to
+/// the expected JSON), and keeps the indexes (sets of the user ids that
+/// have a record) in step. Returns 1 if it applied the change, 0 if the
+/// record changed, 2 if a new record would exceed the fleet's capacity, 3
+/// if it would exceed the starter's. At a capacity it first drops index
+/// members whose record is gone (deleted by hand), so counts cannot leak.
 const COMPARE_AND_SET: &str = r#"
 local current = redis.call('GET', KEYS[1])
+local function full(set, limit)
+  if limit <= 0 or redis.call('SISMEMBER', set, ARGV[5]) == 1 then return false end
+  if redis.call('SCARD', set) < limit then return false end
+  for _, member in ipairs(redis.call('SMEMBERS', set)) do
+    if redis.call('EXISTS', ARGV[7] .. member) == 0 then
+      redis.call('SREM', set, member)
+    end
+  end
+  return redis.call('SCARD', set) >= limit
+end
 if ARGV[1] == 'absent' then
   if current then return 0 end
-  local limit = tonumber(ARGV[6])
-  if ARGV[3] == 'set' and limit > 0 and redis.call('SISMEMBER', KEYS[2], ARGV[5]) == 0
-     and redis.call('SCARD', KEYS[2]) >= limit then
-    for _, member in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-      if redis.call('EXISTS', ARGV[7] .. member) == 0 then
-        redis.call('SREM', KEYS[2], member)
-      end
-    end
-    if redis.call('SCARD', KEYS[2]) >= limit then return 2 end
+  if ARGV[3] == 'set' then
+    if full(KEYS[2], tonumber(ARGV[6])) then return 2 end
+    if ARGV[9] == '1' and full(KEYS[3], tonumber(ARGV[8])) then return 3 end
   end
 elseif current ~= ARGV[2] then
   return 0
@@ -60,9 +66,11 @@ end
 if ARGV[3] == 'set' then
   redis.call('SET', KEYS[1], ARGV[4])
   redis.call('SADD', KEYS[2], ARGV[5])
+  if ARGV[9] == '1' then redis.call('SADD', KEYS[3], ARGV[5]) end
 else
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[5])
+  if ARGV[9] == '1' then redis.call('SREM', KEYS[3], ARGV[5]) end
 end
 return 1
 "#;
@@ -72,6 +80,11 @@ return 1
 /// it). Sweeps add the users they find, so records written by hand are
 /// counted too.
 pub const INDEX_KEY: &str = "vessel:sessions";
+
+/// The set of user ids whose session one starter (`startedBy`) started.
+pub fn starter_index_key(starter: &str) -> String {
+    format!("{INDEX_KEY}:by:{starter}")
+}
 
 /// How many times a change is decided again after losing a race before the
 /// store gives up (only under extreme contention on one user).
@@ -202,19 +215,19 @@ impl RedisStore {
     /// if the record is still as read; otherwise decides again on the new
     /// record. An answer that changes nothing stands on the record as read.
     async fn update<A>(&self, user: &str, decide: impl Transition<A>) -> Result<A, StoreError> {
-        self.update_within(user, None, decide)
-            .await
-            .map(|answer| answer.expect("no capacity, never full"))
+        self.update_within(user, Capacity::NONE, decide)
+            .await?
+            .map_err(|_| StoreError::Backend("a limit applied without a capacity".into()))
     }
 
-    /// As [`RedisStore::update`]; a change that would create a record while
-    /// `capacity` sessions exist is not made, and the answer is `None`.
+    /// As [`RedisStore::update`]; a change that would create a record
+    /// beyond `capacity` is not made, and says which limit it would exceed.
     async fn update_within<A>(
         &self,
         user: &str,
-        capacity: Option<u64>,
+        capacity: Capacity,
         decide: impl Transition<A>,
-    ) -> Result<Option<A>, StoreError> {
+    ) -> Result<Result<A, Over>, StoreError> {
         let key = session_key(user);
         for _ in 0..MAX_ATTEMPTS {
             let mut conn = self.connection.clone();
@@ -222,11 +235,14 @@ impl RedisStore {
                 .bounded(redis::cmd("GET").arg(&key).query_async(&mut conn))
                 .await?;
             let current = raw.as_deref().map(|raw| parse(raw, user)).transpose()?;
+            let current_starter = current.as_ref().and_then(|r| r.started_by.clone());
             let (change, answer) = decide(current)?;
-            let (action, new) = match change {
-                Change::Keep => return Ok(Some(answer)),
-                Change::Put(record) => ("set", record.to_json()),
-                Change::Delete => ("del", String::new()),
+            // The starter index the written record belongs to (or the
+            // deleted one belonged to).
+            let (action, new, starter) = match change {
+                Change::Keep => return Ok(Ok(answer)),
+                Change::Put(record) => ("set", record.to_json(), record.started_by),
+                Change::Delete => ("del", String::new(), current_starter),
             };
             let (mode, expected) = match &raw {
                 None => ("absent", ""),
@@ -238,19 +254,23 @@ impl RedisStore {
                         .compare_and_set
                         .key(&key)
                         .key(INDEX_KEY)
+                        .key(starter_index_key(starter.as_deref().unwrap_or("")))
                         .arg(mode)
                         .arg(expected)
                         .arg(action)
                         .arg(new)
                         .arg(user)
-                        .arg(capacity.unwrap_or(0))
+                        .arg(capacity.fleet.unwrap_or(0))
                         .arg(KEY_PREFIX)
+                        .arg(capacity.per_starter.unwrap_or(0))
+                        .arg(if starter.is_some() { "1" } else { "0" })
                         .invoke_async(&mut conn),
                 )
                 .await?;
             match applied {
-                1 => return Ok(Some(answer)),
-                2 => return Ok(None),
+                1 => return Ok(Ok(answer)),
+                2 => return Ok(Err(Over::Fleet)),
+                3 => return Ok(Err(Over::Starter)),
                 _ => {}
             }
             // Another writer changed the record in between: decide again.
@@ -279,13 +299,13 @@ impl SessionStore for RedisStore {
     async fn insert_new(
         &self,
         record: &SessionRecord,
-        capacity: Option<u64>,
+        capacity: Capacity,
     ) -> Result<InsertOutcome, StoreError> {
         let user = record.user_id.clone();
         let answer = self
             .update_within(&user, capacity, transition::insert_new(record.clone()))
             .await?;
-        Ok(answer.unwrap_or(InsertOutcome::Full))
+        Ok(answer.unwrap_or_else(Over::outcome))
     }
 
     async fn replace_owned(&self, record: &SessionRecord, owner: &str) -> Result<bool, StoreError> {

@@ -10,6 +10,9 @@ use super::{HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, StopC
 
 /// What a transition does to the stored record.
 #[derive(Debug, Clone, PartialEq)]
+// Values live for one transition; boxing the record would only add an
+// allocation to every store write.
+#[allow(clippy::large_enum_variant)]
 pub enum Change {
     /// Leave it as it is.
     Keep,

@@ -144,7 +144,15 @@ impl StateDir {
     pub fn items<T: DeserializeOwned>(&self) -> io::Result<Vec<(String, T)>> {
         let mut items = Vec::new();
         for entry in fs::read_dir(self.root.join("items"))? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
+            // An entry can vanish while the directory is read (a write's
+            // temporary file renamed, an item removed): WASI then reports
+            // it as not found; it is simply not there any more.
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let name = entry.file_name().to_string_lossy().into_owned();
             let Some(id) = name.strip_suffix(".json") else {
                 continue;
             };
