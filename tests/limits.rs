@@ -262,3 +262,70 @@ async fn one_operator_token_holds_at_most_its_own_share_of_sessions() {
     assert_eq!(host.vms().items().len(), 3);
     host.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_body_never_finishes_is_answered_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.session.start_timeout = Duration::from_millis(500);
+    config.session.stop_timeout = Duration::from_millis(500);
+    config.http.request_timeout = Some(Duration::from_secs(2));
+    let host = TestHost::start(config).await;
+    let address = host.base.trim_start_matches("http://").to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(&address).unwrap();
+        stream
+            .write_all(
+                b"POST /start HTTP/1.1\r\nHost: vessel\r\nContent-Type: application/json\r\n\
+                  Content-Length: 100\r\n\r\n{\"userId\":",
+            )
+            .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        (answer, started.elapsed())
+    })
+    .await
+    .unwrap();
+    let (answer, took) = answer;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(host.vms().calls().is_empty());
+    host.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.http.max_connections = 2;
+    let host = TestHost::start(config).await;
+    let address = host.base.trim_start_matches("http://").to_string();
+    // Two idle connections take both places.
+    let first = TcpStream::connect(&address).unwrap();
+    let second = TcpStream::connect(&address).unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = tokio::spawn({
+        let api = host.api();
+        async move {
+            let began = Instant::now();
+            let status = api.get("/healthz").await.status;
+            (status, began.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a third connection was served over the cap"
+    );
+    drop(first);
+    let (status, waited) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(waited >= Duration::from_millis(1400), "{waited:?}");
+    drop(second);
+    host.shutdown().await;
+}
