@@ -227,8 +227,10 @@ async fn the_default_host_makes_its_own_key_and_prints_one_operator_token() {
     let port = free_port();
     // The default [auth]: nothing configured, on loopback.
     let config = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n",
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[session]\nproject_roots = [\"{}\"]\n\
+         [plugins]\ndir = \"{}\"\ncache_dir = \"{}\"\n",
         dir.path().join("data").display(),
+        dir.path().display(),
         vessel_tests::plugin_dir().display(),
         vessel_tests::shared_cache_dir().display(),
     );

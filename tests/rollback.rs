@@ -19,8 +19,9 @@ async fn host_with_short_leases(dir: &Path) -> TestHost {
 /// Injects `fault` into `op` (on the mock VM or proxy), starts a session,
 /// and checks the error code and that nothing is left behind; then clears
 /// the fault and checks that the user's next start works.
-/// The error's message must contain `says`: the driver's own words, or for
-/// a timeout, the step that was cut off.
+/// The error's message must contain `says`: what failed and how (the
+/// driver's own words stay in the log), or for a timeout, the step that
+/// was cut off.
 async fn start_fails_cleanly(
     op: &str,
     on_proxy: bool,
@@ -63,25 +64,25 @@ async fn start_fails_cleanly(
 
 #[tokio::test]
 async fn a_failed_create_leaves_nothing() {
-    let error = ("driver_error", 502, "no capacity");
+    let error = ("driver_error", 502, "create failed: unavailable");
     start_fails_cleanly("create", false, "unavailable: no capacity", error).await;
 }
 
 #[tokio::test]
 async fn a_failed_copy_removes_the_vm() {
-    let error = ("driver_error", 502, "disk full");
+    let error = ("driver_error", 502, "copy-to failed: failed");
     start_fails_cleanly("copy-to", false, "failed: disk full", error).await;
 }
 
 #[tokio::test]
 async fn a_failed_route_removes_the_vm() {
-    let error = ("driver_error", 502, "proxy refused");
+    let error = ("driver_error", 502, "add-route failed: failed");
     start_fails_cleanly("add-route", true, "failed: proxy refused", error).await;
 }
 
 #[tokio::test]
 async fn a_crashing_driver_is_rolled_back_and_the_host_goes_on() {
-    let error = ("driver_error", 502, "trap");
+    let error = ("driver_error", 502, "copy-to crashed");
     start_fails_cleanly("copy-to", false, "trap", error).await;
 }
 
@@ -91,17 +92,45 @@ async fn a_start_past_its_deadline_is_rolled_back_with_504() {
     start_fails_cleanly("add-route", true, "hang", error).await;
 }
 
+/// The frontend learns what failed and the request's id; the driver's own
+/// words (which may hold a tool's output, paths, a backtrace) and any
+/// control characters in them reach only the log, as one line, under that id.
 #[tokio::test]
-async fn the_driver_error_reaches_the_caller() {
+async fn the_caller_gets_a_short_error_and_the_log_the_details() {
     let dir = tempfile::tempdir().unwrap();
-    let host = TestHost::start(test_config(&dir.path().join("data"), None)).await;
-    host.vms()
-        .inject("create", "unavailable: no capacity left on node 7");
+    let port = vessel_tests::free_port();
+    let tables = vessel_tests::mock_vm_table("");
+    let config = vessel_tests::host_config_toml(dir.path(), port, "", &tables);
+    let host = vessel_tests::HostProcess::start(dir.path(), &config, port, "vessel.log").await;
+    let mock = vessel_tests::MockState {
+        dir: dir.path().join("data/mock-vm"),
+    };
+    mock.inject(
+        "create",
+        "unavailable: no capacity left on node 7\nINFO forged: session stopped",
+    );
     let failed = host.api().start("fay", &project_dir(dir.path(), "p")).await;
     assert_eq!(failed.status, 502);
     let message = failed.body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("no capacity left on node 7"), "{message}");
-    host.shutdown().await;
+    assert!(message.contains("create failed: unavailable"), "{message}");
+    assert!(!message.contains("node 7"), "{message}");
+    let request_id = failed.body["error"]["requestId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(request_id.starts_with("req-"), "{request_id}");
+    vessel_tests::eventually(Duration::from_secs(5), "the detail in the log", || async {
+        host.log_text()
+            .lines()
+            .any(|line| line.contains("node 7") && line.contains(&request_id))
+            .then_some(())
+    })
+    .await;
+    let log = host.log_text();
+    assert!(
+        !log.lines().any(|line| line.starts_with("INFO forged")),
+        "a driver forged a log line:\n{log}"
+    );
 }
 
 #[tokio::test]

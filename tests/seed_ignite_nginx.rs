@@ -121,6 +121,7 @@ redis_url = "{redis}"
 
 [session]
 ports = [{http_port}]
+project_roots = ["{projects}"]
 
 [reaper]
 interval = "200ms"
@@ -143,6 +144,7 @@ env = {ignite_env}
         data = dir.path().join("data").display(),
         redis = redis.url(),
         http_port = ignite.http_port,
+        projects = dir.path().display(),
         plugins = vessel_tests::plugin_dir().display(),
         cache = vessel_tests::shared_cache_dir().display(),
         ignite_command = toml_list(&ignite.grant().command),

@@ -21,6 +21,9 @@ data_dir = "{data}"
 [store]
 redis_url = "{redis}"
 
+[session]
+project_roots = ["{projects}"]
+
 [plugins]
 dir = "{plugins}"
 cache_dir = "{cache}"
@@ -31,6 +34,7 @@ idle_timeout = "30m"
 "#,
         data = dir.path().join("data").display(),
         redis = redis.url(),
+        projects = dir.path().display(),
         plugins = vessel_tests::plugin_dir().display(),
         cache = vessel_tests::shared_cache_dir().display(),
     );
@@ -55,13 +59,21 @@ idle_timeout = "30m"
     let ip = cold.body["ip"].as_str().unwrap().to_string();
     assert!(ip.starts_with("127.61."), "{ip}");
     let vm = vms.item("vessel-user-a-x").expect("the mock holds the VM");
-    assert_eq!(
-        vm["copies"][0],
-        format!(
-            "{} -> /workspace",
-            project.canonicalize().unwrap().display()
-        )
+    // The driver copied the host's staged copy of the project (never the
+    // user's directory itself), which is gone once the copy is done.
+    let copy = vm["copies"][0].as_str().unwrap().to_string();
+    let staged = format!("{}/", dir.path().join("data/staging").display());
+    assert!(
+        copy.starts_with(&staged) && copy.ends_with(" -> /workspace"),
+        "{copy}"
     );
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("data/staging"))
+            .unwrap()
+            .count(),
+        0
+    );
+    assert!(project.exists());
     assert_eq!(routes.items(), vec!["vessel-user-a-x".to_string()]);
 
     // 2. Start again: the same URL, and no second create (the call record).

@@ -29,5 +29,6 @@ pub mod names;
 pub mod plugins;
 pub mod reaper;
 pub mod reconcile;
+pub mod redact;
 pub mod session;
 pub mod store;

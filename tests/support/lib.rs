@@ -322,6 +322,8 @@ pub fn test_config(data_dir: &Path, redis_url: Option<String>) -> Config {
     config.reconcile.enabled = false;
     // These tests are about other behaviour; the auth tests turn it on.
     config.auth.mode = vessel::config::AuthMode::None;
+    // Projects come from the tests' temporary directories.
+    config.session.allow_any_project = true;
     config
 }
 
@@ -563,16 +565,25 @@ pub fn metric_value(text: &str, series: &str) -> u64 {
 }
 
 /// A configuration file for the real binary: listening on `port`, data
-/// under `dir/data`, the built plugins and the shared compile cache, and
-/// authentication off (unless `tables` has an `[auth]` table: these tests
-/// are about other behaviour). `top` is TOML placed first (top-level keys
-/// must be in it, before any table), `tables` follows it (`[store]`,
-/// `[session]`, `[plugins.vm]`, ...; not `[plugins]`, which this writes).
+/// under `dir/data`, projects from `dir`, the built plugins and the shared
+/// compile cache, and authentication off (unless `tables` has an `[auth]`
+/// table: these tests are about other behaviour). `top` is TOML placed
+/// first (top-level keys must be in it, before any table), `tables` follows
+/// it (`[store]`, `[session]`, `[plugins.vm]`, ...; not `[plugins]`, which
+/// this writes).
 pub fn host_config_toml(dir: &Path, port: u16, top: &str, tables: &str) -> String {
     let auth = if tables.contains("[auth]") {
         ""
     } else {
         "[auth]\nmode = \"none\"\n"
+    };
+    let roots = format!("project_roots = [{:?}]\n", dir.display().to_string());
+    let tables = if tables.contains("project_roots") {
+        tables.to_string()
+    } else if tables.contains("[session]\n") {
+        tables.replacen("[session]\n", &format!("[session]\n{roots}"), 1)
+    } else {
+        format!("[session]\n{roots}{tables}")
     };
     format!(
         r#"

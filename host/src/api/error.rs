@@ -97,6 +97,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code.to_string(),
                 message: self.message,
+                request_id: super::request_id::current(),
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -194,6 +195,9 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidInput(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_project_path", message)
             }
+            SessionError::ProjectTooLarge(_) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "project_too_large", message)
+            }
             SessionError::NoSession(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "no_session", message)
             }
@@ -201,11 +205,20 @@ impl From<SessionError> for ApiError {
             SessionError::Timeout(_) => {
                 ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
             }
-            SessionError::Driver(plugin_error) if plugin_error.is_timeout() => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
-            }
-            SessionError::Driver(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "driver_error", message)
+            SessionError::Driver(plugin_error) => {
+                // The details (a driver's own words, a tool's standard error,
+                // a trap's backtrace) go to the log, under the request's id;
+                // the caller gets what failed and how.
+                tracing::warn!(event = "driver.error", error = %message, "a driver call failed");
+                let short = format!(
+                    "{}; the details are in the host's log under this request's id",
+                    plugin_error.summary()
+                );
+                if plugin_error.is_timeout() {
+                    ApiError::new(StatusCode::GATEWAY_TIMEOUT, "timeout", short)
+                } else {
+                    ApiError::new(StatusCode::BAD_GATEWAY, "driver_error", short)
+                }
             }
             SessionError::AtCapacity(_) => {
                 ApiError::too_many("at_capacity", message, CAPACITY_RETRY_AFTER)

@@ -19,6 +19,7 @@ pub mod handlers;
 pub mod model;
 pub mod openapi;
 pub mod rate;
+pub mod request_id;
 pub mod server;
 
 use std::sync::Arc;
@@ -68,8 +69,9 @@ impl FromRef<ApiState> for Arc<SessionManager> {
     }
 }
 
-/// The API's routes. Layers, from the outside in: the response counter,
-/// the request time limit, the token check, the body size limit.
+/// The API's routes. Layers, from the outside in: the request id, the
+/// response counter, the request time limit, the token check, the body
+/// size limit.
 pub fn router(state: ApiState, config: &Config) -> Router {
     Router::new()
         .route("/start", post(handlers::start))
@@ -96,6 +98,7 @@ pub fn router(state: ApiState, config: &Config) -> Router {
             state.manager.clone(),
             count_responses,
         ))
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
 }
 

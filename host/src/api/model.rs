@@ -182,4 +182,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// What happened, for people.
     pub message: String,
+    /// The request's id (also in the `x-request-id` header): the host's log
+    /// has the details under it.
+    #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "req-3f9a2c1b5e7d4a60")]
+    pub request_id: Option<String>,
 }

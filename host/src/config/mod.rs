@@ -105,7 +105,7 @@ impl Default for Config {
 }
 
 /// Where sessions are stored.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// A Redis URL (`redis://host:port/db`). When set, sessions live in
@@ -118,6 +118,19 @@ pub struct StoreConfig {
     /// (the API then answers 503). Default `2s`.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(crate::redact::url),
+            )
+            .field("embedded_path", &self.embedded_path)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Default for StoreConfig {
@@ -147,11 +160,29 @@ pub struct SessionConfig {
     pub ports: Vec<u16>,
     /// Where the user's project is copied inside the VM. Default `/workspace`.
     pub project_dest: String,
-    /// Directories that projects must lie in. `projectPath` is resolved
-    /// (symlinks and `..` included) and refused unless it is inside one of
-    /// them. Default: empty, which allows any existing absolute directory;
-    /// set it on any shared host.
+    /// Directories that projects must lie in. `projectPath` is refused
+    /// unless it is inside one of them, both as written and once symlinks
+    /// and `..` are resolved. Every root must exist (checked at start-up).
+    /// Default: empty, which allows no project at all unless
+    /// `allow_any_project` is set. Env `VESSEL_PROJECT_ROOTS`
+    /// (colon-separated).
     pub project_roots: Vec<PathBuf>,
+    /// With no `project_roots`: allow any existing absolute directory the
+    /// host can read. For a single-user machine only. Default `false`.
+    pub allow_any_project: bool,
+    /// What a start does with entries of a project that are not regular
+    /// files or directories inside it: symlinks that leave the project (or
+    /// point at a directory), devices, FIFOs and sockets. `skip` (default:
+    /// left out of the copy, and logged) or `refuse` (the start fails with
+    /// 400 `invalid_project_path`). Links to files inside the project are
+    /// copied as files.
+    pub unsafe_project_entries: UnsafeEntries,
+    /// The most bytes of files a project may hold; over it, the start fails
+    /// with 413 `project_too_large`. Default `1073741824` (1 GiB).
+    pub project_max_bytes: u64,
+    /// The most files and directories a project may hold; over it, 413
+    /// `project_too_large`. Default `100000`.
+    pub project_max_entries: u64,
     /// The longest a cold start (create, copy, route) may take before it is
     /// rolled back and answered 504. Default `120s`.
     #[serde(with = "humantime_serde")]
@@ -189,6 +220,10 @@ impl Default for SessionConfig {
             ports: vec![8080],
             project_dest: "/workspace".to_string(),
             project_roots: Vec::new(),
+            allow_any_project: false,
+            unsafe_project_entries: UnsafeEntries::Skip,
+            project_max_bytes: 1 << 30,
+            project_max_entries: 100_000,
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(60),
             liveness_timeout: Duration::from_millis(500),
@@ -196,6 +231,18 @@ impl Default for SessionConfig {
             max_sessions: 0,
         }
     }
+}
+
+/// What to do with a project entry that is not a regular file or directory
+/// inside the project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnsafeEntries {
+    /// Leave it out of the copy and log it.
+    #[default]
+    Skip,
+    /// Fail the start.
+    Refuse,
 }
 
 /// The Reaper: stops sessions whose heartbeat stopped.
@@ -295,7 +342,7 @@ pub enum Liveness {
 }
 
 /// One plugin: its component, its limits, its settings and its capabilities.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginConfig {
     /// The component file, absolute or relative to `plugins.dir`.
@@ -316,6 +363,43 @@ pub struct PluginConfig {
     pub settings: BTreeMap<String, toml::Value>,
     /// What the plugin may do outside its sandbox.
     pub grants: Grants,
+}
+
+/// A value as printed: itself, or `<redacted>`.
+struct Shown<'a>(Option<&'a dyn std::fmt::Debug>);
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(value) => value.fmt(f),
+            None => f.write_str("<redacted>"),
+        }
+    }
+}
+
+/// `entries` as printed: values whose name looks secret are redacted.
+fn redacted<V: std::fmt::Debug>(entries: &BTreeMap<String, V>) -> BTreeMap<&str, Shown<'_>> {
+    entries
+        .iter()
+        .map(|(name, value)| {
+            let shown =
+                (!crate::redact::is_secret_name(name)).then_some(value as &dyn std::fmt::Debug);
+            (name.as_str(), Shown(shown))
+        })
+        .collect()
+}
+
+impl std::fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginConfig")
+            .field("path", &self.path)
+            .field("call_timeout", &self.call_timeout)
+            .field("memory_limit_mib", &self.memory_limit_mib)
+            .field("liveness", &self.liveness)
+            .field("settings", &redacted(&self.settings))
+            .field("grants", &self.grants)
+            .finish()
+    }
 }
 
 impl Default for PluginConfig {
@@ -402,7 +486,7 @@ pub struct DirGrant {
 }
 
 /// One program on a plugin's exec allowlist.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecGrant {
     /// The name the plugin asks for (`process.exec` `program`). Default: the
@@ -422,6 +506,18 @@ pub struct ExecGrant {
     /// The most bytes kept of each of stdout and stderr. Default 1 MiB.
     #[serde(default = "default_max_output")]
     pub max_output_bytes: usize,
+}
+
+impl std::fmt::Debug for ExecGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecGrant")
+            .field("name", &self.name)
+            .field("command", &self.command)
+            .field("env", &redacted(&self.env))
+            .field("max_timeout", &self.max_timeout)
+            .field("max_output_bytes", &self.max_output_bytes)
+            .finish()
+    }
 }
 
 fn default_exec_timeout() -> Duration {
@@ -490,6 +586,13 @@ impl Config {
         }
         if let Some(value) = env("VESSEL_IDLE_TIMEOUT") {
             self.reaper.idle_timeout = env_duration("VESSEL_IDLE_TIMEOUT", &value)?;
+        }
+        if let Some(value) = env("VESSEL_PROJECT_ROOTS") {
+            self.session.project_roots = value
+                .split(':')
+                .filter(|root| !root.is_empty())
+                .map(PathBuf::from)
+                .collect();
         }
         if let Some(value) = env("VESSEL_AUTH_MODE") {
             self.auth.mode = match value.as_str() {
@@ -570,6 +673,21 @@ impl Config {
                  must be positive"
                     .into(),
             );
+        }
+        for root in &self.session.project_roots {
+            if !root.is_absolute() {
+                return invalid(format!(
+                    "session.project_roots: {} must be an absolute path",
+                    root.display()
+                ));
+            }
+            if !root.is_dir() {
+                return invalid(format!(
+                    "session.project_roots: {} is not an existing directory (a root that \
+                     does not exist would silently allow nothing, or later something else)",
+                    root.display()
+                ));
+            }
         }
         if self.reconcile.interval.is_zero() {
             return invalid("reconcile.interval must be positive".into());
@@ -772,8 +890,11 @@ mod tests {
     #[test]
     fn the_example_configs_in_the_repository_load() {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        // Their project roots (/srv/projects) do not exist here.
+        let roots = std::env::temp_dir().display().to_string();
+        let env = |name: &str| (name == "VESSEL_PROJECT_ROOTS").then(|| roots.clone());
         for name in ["ignite-nginx.toml", "ignite-caddy.toml"] {
-            let config = Config::load(Some(&examples.join(name)), no_env)
+            let config = Config::load(Some(&examples.join(name)), env)
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(
                 config.plugins.vm.path,
@@ -783,6 +904,44 @@ mod tests {
             assert_eq!(config.plugins.vm.grants.exec[0].command[0], "/usr/bin/sudo");
             assert!(config.store.redis_url.is_some());
         }
+    }
+
+    #[test]
+    fn check_config_output_holds_no_secret() {
+        let mut config = Config::from_toml(
+            r#"
+            [store]
+            redis_url = "redis://:hunter2@127.0.0.1:6379/0"
+            [plugins.proxy]
+            settings = { admin_token = "caddy-secret", mode = "path" }
+            [[plugins.proxy.grants.exec]]
+            command = ["/usr/bin/tool"]
+            env = { API_KEY = "tool-secret", PATH = "/usr/bin" }
+            "#,
+        )
+        .unwrap();
+        config.auth.operator_token = Some(Secret::new("operator-secret-operator-secret!!"));
+        let printed = format!("{config:#?}");
+        for secret in ["hunter2", "caddy-secret", "tool-secret", "operator-secret"] {
+            assert!(!printed.contains(secret), "{secret} in:\n{printed}");
+        }
+        assert!(printed.contains("redis://:***@127.0.0.1:6379/0"));
+        assert!(
+            printed.contains(r#""PATH": "/usr/bin""#),
+            "non-secret values stay: {printed}"
+        );
+    }
+
+    #[test]
+    fn a_missing_project_root_is_a_configuration_error() {
+        let env = |name: &str| {
+            (name == "VESSEL_PROJECT_ROOTS").then(|| "/nonexistent-vessel-root".to_string())
+        };
+        let err = Config::load(None, env).unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent-vessel-root"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -80,7 +80,7 @@ impl process::Host for CallState {
             .await;
         match result {
             Ok(outcome) => {
-                tracing::debug!(plugin = %self.plugin.name, %program, exit_code = ?outcome.exit_code, "exec");
+                tracing::debug!(plugin = %self.plugin.name, program = %crate::redact::log_text(&program), exit_code = ?outcome.exit_code, "exec");
                 Ok(process::ExecOutput {
                     exit_code: outcome.exit_code,
                     stdout: outcome.stdout,
@@ -89,7 +89,8 @@ impl process::Host for CallState {
                 })
             }
             Err(error) => {
-                tracing::warn!(plugin = %self.plugin.name, %program, %error, "exec refused or failed");
+                tracing::warn!(plugin = %self.plugin.name, program = %crate::redact::log_text(&program),
+                    error = %crate::redact::log_text(&error.to_string()), "exec refused or failed");
                 Err(match error {
                     ExecError::Denied(_) => types::DriverError::Denied(error.to_string()),
                     ExecError::TimedOut { .. } => types::DriverError::TimedOut(error.to_string()),
@@ -117,7 +118,7 @@ impl http::Host for CallState {
             .await;
         match result {
             Ok(response) => {
-                tracing::debug!(plugin = %self.plugin.name, %target, status = response.status, "http");
+                tracing::debug!(plugin = %self.plugin.name, target = %crate::redact::log_text(&target), status = response.status, "http");
                 Ok(http::Response {
                     status: response.status,
                     headers: response.headers,
@@ -125,7 +126,8 @@ impl http::Host for CallState {
                 })
             }
             Err(error) => {
-                tracing::warn!(plugin = %self.plugin.name, %target, %error, "http refused or failed");
+                tracing::warn!(plugin = %self.plugin.name, target = %crate::redact::log_text(&target),
+                    error = %crate::redact::log_text(&error.to_string()), "http refused or failed");
                 Err(match error {
                     HttpError::Denied(_) => types::DriverError::Denied(error.to_string()),
                     HttpError::Invalid(_) => types::DriverError::InvalidInput(error.to_string()),
@@ -165,6 +167,8 @@ impl log::Host for CallState {
             message.truncate(cut);
         }
         let plugin = self.plugin.name.as_str();
+        // A plugin's text never forges a log line of its own.
+        let message = crate::redact::log_text(&message);
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
             log::Level::Debug => tracing::debug!(plugin, "{message}"),

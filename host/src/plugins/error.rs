@@ -9,25 +9,25 @@ use super::bindings::types::DriverError as WitDriverError;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DriverError {
     /// The VM or route does not exist.
-    #[error("not found: {0}")]
+    #[error("not found: {}", crate::redact::log_text(.0))]
     NotFound(String),
     /// A VM with that id already exists.
-    #[error("already exists: {0}")]
+    #[error("already exists: {}", crate::redact::log_text(.0))]
     AlreadyExists(String),
     /// The driver refused the request as malformed.
-    #[error("invalid input: {0}")]
+    #[error("invalid input: {}", crate::redact::log_text(.0))]
     InvalidInput(String),
     /// A capability or the underlying tool refused.
-    #[error("denied: {0}")]
+    #[error("denied: {}", crate::redact::log_text(.0))]
     Denied(String),
     /// The underlying tool did not answer in time.
-    #[error("timed out: {0}")]
+    #[error("timed out: {}", crate::redact::log_text(.0))]
     TimedOut(String),
     /// The underlying system is down; retrying later may work.
-    #[error("unavailable: {0}")]
+    #[error("unavailable: {}", crate::redact::log_text(.0))]
     Unavailable(String),
     /// Anything else.
-    #[error("{0}")]
+    #[error("{}", crate::redact::log_text(.0))]
     Failed(String),
 }
 
@@ -97,7 +97,7 @@ pub enum PluginError {
         limit_mib: u64,
     },
     /// The plugin crashed (trapped) during the call.
-    #[error("{plugin}.{op} crashed: {message}")]
+    #[error("{plugin}.{op} crashed: {}", crate::redact::log_text(message))]
     Trapped {
         /// The plugin.
         plugin: String,
@@ -108,7 +108,37 @@ pub enum PluginError {
     },
 }
 
+impl DriverError {
+    /// What kind of error it is, without the driver's words.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DriverError::NotFound(_) => "not found",
+            DriverError::AlreadyExists(_) => "already exists",
+            DriverError::InvalidInput(_) => "invalid input",
+            DriverError::Denied(_) => "denied",
+            DriverError::TimedOut(_) => "timed out",
+            DriverError::Unavailable(_) => "unavailable",
+            DriverError::Failed(_) => "failed",
+        }
+    }
+}
+
 impl PluginError {
+    /// What went wrong, for a frontend: the plugin, the operation and the
+    /// kind of failure, without the driver's or the tool's own words (a
+    /// tool's standard error, a trap's backtrace), which stay in the log.
+    pub fn summary(&self) -> String {
+        match self {
+            PluginError::Driver { plugin, op, error } => {
+                format!("{plugin}.{op} failed: {}", error.kind())
+            }
+            PluginError::Trapped { plugin, op, .. } => format!("{plugin}.{op} crashed"),
+            PluginError::Load { plugin, .. } => format!("plugin {plugin} cannot be loaded"),
+            PluginError::Setup { plugin, .. } => format!("plugin {plugin} cannot start a call"),
+            PluginError::TimedOut { .. } | PluginError::MemoryExceeded { .. } => self.to_string(),
+        }
+    }
+
     /// The driver's own error, when the driver answered with one.
     pub fn driver_error(&self) -> Option<&DriverError> {
         match self {

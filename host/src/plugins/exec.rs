@@ -1,5 +1,14 @@
 //! The `process` capability: running allowlisted programs for a plugin,
 //! without a shell, with a clean environment, a time limit and capped output.
+//!
+//! A program that runs past its limit, or whose call is cancelled (the
+//! plugin's own time limit, a request that went away), is ended with its
+//! whole process group: first `SIGTERM`, then, after [`KILL_GRACE`],
+//! `SIGKILL`. The `SIGTERM` matters when the program is `sudo`: a host that
+//! does not run as root cannot signal the root program sudo starts, and
+//! sudo does not pass `SIGKILL` on (nothing can), but it relays `SIGTERM`.
+//! For a program that ignores `SIGTERM`, put `timeout -k` inside the sudo
+//! rule (see the README's "Running on ignite"), so that root itself ends it.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -7,6 +16,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+
+/// How long a program (and what it started) has between `SIGTERM` and
+/// `SIGKILL` when it is ended early.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
 use crate::config::ExecGrant;
 
@@ -127,11 +140,11 @@ impl ExecAllowlist {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group, so a timeout kills what it started too.
+            // Its own process group, so ending it ends what it started too.
             .process_group(0);
         let mut child = command.spawn().map_err(failed)?;
-        let pid = child.id();
+        // Ends the group if this call is dropped before the program exits.
+        let mut group = GroupGuard(child.id().and_then(|pid| i32::try_from(pid).ok()));
 
         let stdin = child.stdin.take();
         let input = request.stdin.unwrap_or_default();
@@ -154,32 +167,71 @@ impl ExecAllowlist {
             Ok::<_, std::io::Error>((out?, err?, status?))
         };
         match tokio::time::timeout(limit, run).await {
-            Ok(Ok(((stdout, out_cut), (stderr, err_cut), status))) => Ok(ExecOutcome {
-                exit_code: status.code(),
-                stdout,
-                stderr,
-                truncated: out_cut || err_cut,
-            }),
-            Ok(Err(e)) => Err(failed(e)),
-            Err(_) => {
-                kill_group(pid);
-                Err(ExecError::TimedOut {
-                    program: program.clone(),
-                    limit,
+            Ok(Ok(((stdout, out_cut), (stderr, err_cut), status))) => {
+                // It exited by itself: nothing to end.
+                group.disarm();
+                Ok(ExecOutcome {
+                    exit_code: status.code(),
+                    stdout,
+                    stderr,
+                    truncated: out_cut || err_cut,
                 })
+            }
+            Ok(Err(e)) => Err(failed(e)),
+            Err(_) => Err(ExecError::TimedOut {
+                program: program.clone(),
+                limit,
+            }),
+        }
+    }
+}
+
+/// The process group of a running program, ended (`SIGTERM`, then
+/// `SIGKILL` after [`KILL_GRACE`]) when the guard is dropped or
+/// [`GroupGuard::end`] is called.
+struct GroupGuard(Option<i32>);
+
+impl GroupGuard {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+
+    fn end(&mut self) {
+        let Some(group) = self.0.take() else { return };
+        signal_group(group, libc::SIGTERM);
+        let kill = move || signal_group(group, libc::SIGKILL);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    tokio::time::sleep(KILL_GRACE).await;
+                    kill();
+                });
+            }
+            Err(_) => {
+                std::thread::spawn(move || {
+                    std::thread::sleep(KILL_GRACE);
+                    kill();
+                });
             }
         }
     }
 }
 
-/// Kills the process group `pid` leads.
-fn kill_group(pid: Option<u32>) {
-    if let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) {
-        // SAFETY: killpg has no memory-safety preconditions; the group was
-        // created for this child by `process_group(0)`.
-        unsafe {
-            libc::killpg(pid, libc::SIGKILL);
-        }
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+fn signal_group(group: i32, signal: libc::c_int) {
+    // SAFETY: killpg has no memory-safety preconditions. The group was made
+    // for this program by `process_group(0)` and is still running when it
+    // is ended (a program that exited by itself disarms its guard); a
+    // signal to a group whose members all exited meanwhile reaches nobody
+    // (ESRCH). A group id is only reused after the kernel's pids wrap
+    // around, which does not happen within the grace.
+    unsafe {
+        libc::killpg(group, signal);
     }
 }
 

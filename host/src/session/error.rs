@@ -10,6 +10,10 @@ pub enum SessionError {
     /// the allowed roots). Nothing was changed.
     #[error("{0}")]
     InvalidInput(String),
+    /// The project is over `session.project_max_bytes` or
+    /// `project_max_entries`; nothing was kept.
+    #[error("{0}")]
+    ProjectTooLarge(String),
     /// The user has no session (or it is being stopped).
     #[error("{0}")]
     NoSession(String),

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use serde_json::Map;
 
 use super::error::SessionError;
 use super::project::ProjectRoots;
+use super::staging::{StagedProject, StagingError, StagingPolicy};
 use crate::clock::Clock;
 use crate::config::{Config, Liveness};
 use crate::ids::UserId;
@@ -44,6 +45,10 @@ pub struct SessionSettings {
     pub project_dest: String,
     /// Where projects may come from.
     pub project_roots: ProjectRoots,
+    /// How a project is staged before it is copied into the VM.
+    pub staging: StagingPolicy,
+    /// Where staged copies of projects are made.
+    pub staging_dir: PathBuf,
     /// The bound of a cold start.
     pub start_timeout: Duration,
     /// The bound of a stop.
@@ -72,7 +77,13 @@ impl SessionSettings {
             disk_mib: session.disk_mib,
             ports: session.ports.clone(),
             project_dest: session.project_dest.clone(),
-            project_roots: ProjectRoots::new(&session.project_roots),
+            project_roots: ProjectRoots::new(&session.project_roots, session.allow_any_project),
+            staging: StagingPolicy {
+                unsafe_entries: session.unsafe_project_entries,
+                max_bytes: session.project_max_bytes,
+                max_entries: session.project_max_entries,
+            },
+            staging_dir: config.data_dir.join("staging"),
             start_timeout: session.start_timeout,
             stop_timeout: session.stop_timeout,
             liveness: config.plugins.vm.liveness,
@@ -607,6 +618,8 @@ impl SessionManager {
             ports: self.settings.ports.clone(),
             labels: vec![("vessel.user".to_string(), user.to_string())],
         };
+        // First the project: a project that cannot be copied boots no VM.
+        let staged = self.stage(user, project).await?;
         self.begin_step(user, record, StartStep::CreatingVm).await?;
         let info = match self.vm.create(&spec).await {
             Err(error)
@@ -637,10 +650,14 @@ impl SessionManager {
 
         self.begin_step(user, record, StartStep::CopyingProject)
             .await?;
-        let project_text = project.to_str().unwrap_or_default();
-        self.vm
-            .copy_to(&spec.vm_id, project_text, &self.settings.project_dest)
-            .await?;
+        let staged_text = staged.path().to_str().unwrap_or_default().to_string();
+        let copied = self
+            .vm
+            .copy_to(&spec.vm_id, &staged_text, &self.settings.project_dest)
+            .await;
+        // Removing a large copy blocks on the disk: off the runtime.
+        let _ = tokio::task::spawn_blocking(move || drop(staged)).await;
+        copied?;
 
         self.begin_step(user, record, StartStep::AddingRoute)
             .await?;
@@ -650,6 +667,29 @@ impl SessionManager {
             .await?;
         record.url = Some(url);
         Ok(())
+    }
+
+    /// Makes the host's own copy of `user`'s project for the VM driver (see
+    /// [`super::staging`]).
+    async fn stage(&self, user: &UserId, project: &Path) -> Result<StagedProject, SessionError> {
+        let source = project.to_path_buf();
+        let staging_dir = self.settings.staging_dir.clone();
+        let name = user.public_name();
+        let policy = self.settings.staging;
+        let staged = tokio::task::spawn_blocking(move || {
+            super::staging::stage(&source, &staging_dir, &name, policy)
+        })
+        .await
+        .map_err(|e| SessionError::InvalidInput(format!("cannot stage the project: {e}")))?;
+        match staged {
+            Ok(staged) => {
+                tracing::info!(user_id = %user, entries = staged.entries, bytes = staged.bytes,
+                    skipped = staged.skipped.len(), "project staged");
+                Ok(staged)
+            }
+            Err(StagingError::TooLarge(why)) => Err(SessionError::ProjectTooLarge(why)),
+            Err(error) => Err(SessionError::InvalidInput(error.to_string())),
+        }
     }
 
     /// The route of `user`'s session on VM `vm_id` at `ip`: named like the

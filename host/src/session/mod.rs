@@ -7,6 +7,7 @@
 pub mod error;
 pub mod manager;
 pub mod project;
+pub mod staging;
 
 pub use error::SessionError;
 pub use manager::{SessionManager, SessionSettings, Started, Stopped, default_host_id};

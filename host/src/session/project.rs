@@ -1,44 +1,65 @@
-//! Validation of the project directory a start copies into the VM.
+//! Where a start's project may come from: the check of `projectPath`
+//! against the operator's project roots.
 
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::error::SessionError;
 
 /// The longest project path accepted, in bytes.
 const MAX_PROJECT_PATH: usize = 4096;
 
-/// Where projects may come from: a list of root directories, or anywhere
-/// when the list is empty.
+/// Where projects may come from.
 #[derive(Debug, Clone, Default)]
 pub struct ProjectRoots {
+    /// The roots, resolved; empty with `allow_any` means anywhere, empty
+    /// without it means nowhere.
     roots: Vec<PathBuf>,
+    allow_any: bool,
+}
+
+/// `path` with `.` and `..` removed lexically, without touching the file
+/// system (so a path's answer never depends on what exists there).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => out.push(part),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
 }
 
 impl ProjectRoots {
-    /// Roots from the configuration, resolved now (a root that does not
-    /// exist can hold no project and is dropped with a warning).
-    pub fn new(roots: &[PathBuf]) -> ProjectRoots {
+    /// Roots from the configuration, resolved now. The configuration's
+    /// check has made sure they exist; one that vanished since is dropped
+    /// (it can hold no project), with an error in the log.
+    pub fn new(roots: &[PathBuf], allow_any: bool) -> ProjectRoots {
         let roots = roots
             .iter()
             .filter_map(|root| match root.canonicalize() {
                 Ok(resolved) => Some(resolved),
                 Err(e) => {
-                    tracing::warn!(root = %root.display(), error = %e, "project root is unusable");
+                    tracing::error!(root = %root.display(), error = %e, "project root is unusable");
                     None
                 }
             })
             .collect();
-        ProjectRoots { roots }
+        ProjectRoots { roots, allow_any }
     }
 
-    /// Whether roots are configured (when not, any directory is allowed).
-    pub fn is_restricted(&self) -> bool {
-        !self.roots.is_empty()
+    fn inside(&self, path: &Path) -> bool {
+        self.roots.is_empty() && self.allow_any || self.roots.iter().any(|r| path.starts_with(r))
     }
 
-    /// Resolves `raw` to an existing directory inside the roots: it must be
-    /// absolute, free of NUL bytes, and after resolving symlinks and `..`,
-    /// inside a root. Returns the resolved path.
+    /// Resolves `raw` to an existing directory inside the roots. The path
+    /// must be absolute and free of NUL bytes; it is checked against the
+    /// roots first as written (`..` removed lexically), so that the answer
+    /// for a path outside them says nothing about what exists there, and
+    /// again once symlinks are resolved. Returns the resolved path.
     pub fn resolve(&self, raw: &str) -> Result<PathBuf, SessionError> {
         let invalid = |why: String| Err(SessionError::InvalidInput(why));
         if raw.is_empty() {
@@ -56,17 +77,30 @@ impl ProjectRoots {
         if !path.is_absolute() {
             return invalid(format!("projectPath {raw:?} must be an absolute path"));
         }
+        if self.roots.is_empty() && !self.allow_any {
+            return invalid(
+                "no project roots are configured, so no project can be copied: set \
+                 session.project_roots (env VESSEL_PROJECT_ROOTS)"
+                    .into(),
+            );
+        }
+        let outside = || {
+            invalid(format!(
+                "projectPath {raw:?} is outside the allowed project roots"
+            ))
+        };
+        if !self.inside(&normalize(path)) {
+            return outside();
+        }
         let resolved = match path.canonicalize() {
             Ok(resolved) => resolved,
             Err(e) => return invalid(format!("projectPath {raw:?} cannot be used: {e}")),
         };
+        if !self.inside(&resolved) {
+            return outside();
+        }
         if !resolved.is_dir() {
             return invalid(format!("projectPath {raw:?} is not a directory"));
-        }
-        if self.is_restricted() && !self.roots.iter().any(|root| resolved.starts_with(root)) {
-            return invalid(format!(
-                "projectPath {raw:?} is outside the allowed project roots"
-            ));
         }
         if resolved.to_str().is_none() {
             return invalid(format!("projectPath {raw:?} is not valid UTF-8"));
@@ -79,27 +113,33 @@ impl ProjectRoots {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("vessel-project-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("root/alice")).unwrap();
-        std::fs::create_dir_all(dir.join("outside")).unwrap();
-        dir.canonicalize().unwrap()
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("root/alice")).unwrap();
+        std::fs::create_dir_all(root.join("outside/secret")).unwrap();
+        (dir, root)
+    }
+
+    fn message(result: Result<PathBuf, SessionError>) -> String {
+        match result {
+            Err(SessionError::InvalidInput(message)) => message,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 
     #[test]
     fn a_directory_inside_a_root_is_accepted_and_resolved() {
-        let dir = scratch("inside");
-        let roots = ProjectRoots::new(&[dir.join("root")]);
+        let (_guard, dir) = scratch();
+        let roots = ProjectRoots::new(&[dir.join("root")], false);
         let raw = format!("{}/root/./alice", dir.display());
         assert_eq!(roots.resolve(&raw).unwrap(), dir.join("root/alice"));
     }
 
     #[test]
     fn escapes_relative_paths_files_and_missing_paths_are_refused() {
-        let dir = scratch("escapes");
-        let roots = ProjectRoots::new(&[dir.join("root")]);
+        let (_guard, dir) = scratch();
+        let roots = ProjectRoots::new(&[dir.join("root")], false);
         std::fs::write(dir.join("root/file"), b"x").unwrap();
         std::os::unix::fs::symlink(dir.join("outside"), dir.join("root/link")).unwrap();
         for raw in [
@@ -112,21 +152,31 @@ mod tests {
             String::new(),
             "/tmp/a\0b".to_string(),
         ] {
-            let err = roots.resolve(&raw).unwrap_err();
-            assert!(
-                matches!(err, SessionError::InvalidInput(_)),
-                "{raw:?}: {err:?}"
-            );
+            message(roots.resolve(&raw));
         }
     }
 
     #[test]
-    fn without_roots_any_existing_absolute_directory_is_accepted() {
-        let dir = scratch("anywhere");
-        let roots = ProjectRoots::new(&[]);
-        assert!(!roots.is_restricted());
+    fn outside_the_roots_the_answer_is_the_same_whether_a_path_exists_or_not() {
+        let (_guard, dir) = scratch();
+        let roots = ProjectRoots::new(&[dir.join("root")], false);
+        let existing = message(roots.resolve(&format!("{}/outside/secret", dir.display())));
+        let missing = message(roots.resolve(&format!("{}/outside/nothing", dir.display())));
+        assert_eq!(
+            existing.replace("secret", "X"),
+            missing.replace("nothing", "X")
+        );
+        assert!(existing.contains("outside the allowed project roots"));
+    }
+
+    #[test]
+    fn without_roots_nothing_is_allowed_unless_any_project_is() {
+        let (_guard, dir) = scratch();
         let outside = format!("{}/outside", dir.display());
-        assert!(roots.resolve(&outside).is_ok());
-        assert!(roots.resolve("relative").is_err());
+        let none = ProjectRoots::new(&[], false);
+        assert!(message(none.resolve(&outside)).contains("session.project_roots"));
+        let any = ProjectRoots::new(&[], true);
+        assert!(any.resolve(&outside).is_ok());
+        assert!(any.resolve("relative").is_err());
     }
 }

@@ -165,8 +165,10 @@ impl RedisStore {
     /// connects, so a host can start while Redis is down. Each request is
     /// bounded by `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<RedisStore, StoreError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| StoreError::Backend(format!("invalid Redis URL {url:?}: {e}")))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            let shown = crate::redact::url(url);
+            StoreError::Backend(format!("invalid Redis URL {shown:?}: {e}"))
+        })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
