@@ -54,6 +54,7 @@ fn exec_grant(name: &str, command: Vec<String>) -> ExecGrant {
         env: Default::default(),
         max_timeout: Duration::from_secs(30),
         max_output_bytes: 64 * 1024,
+        allow: vessel_tests::example_exec_policy("ignite-nginx.toml", name),
     }
 }
 
@@ -107,7 +108,8 @@ fn start_proxy(dir: &Path, config: &mut Config, proxy: Proxy) -> RunningProxy {
             let host_mode = matches!(proxy, Proxy::CaddyHost);
             let caddy = CaddyServer::start(dir);
             config.plugins.proxy.path = plugin("caddy_proxy");
-            config.plugins.proxy.grants.http = vec![caddy.admin.clone()];
+            config.plugins.proxy.grants.http =
+                vec![vessel_tests::example_caddy_grant(&caddy.admin)];
             set(config, "admin_url", caddy.admin.clone());
             if host_mode {
                 set(config, "mode", "host".into());

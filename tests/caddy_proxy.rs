@@ -13,7 +13,7 @@ fn caddy_config(dir: &std::path::Path, caddy: &CaddyServer) -> vessel::config::C
     let proxy = &mut config.plugins.proxy;
     proxy.path = plugin("caddy_proxy");
     proxy.grants.dirs.clear();
-    proxy.grants.http = vec![caddy.admin.clone()];
+    proxy.grants.http = vec![vessel_tests::example_caddy_grant(&caddy.admin)];
     for (key, value) in [
         ("admin_url", caddy.admin.clone()),
         (
@@ -86,7 +86,7 @@ async fn the_admin_api_is_reachable_only_through_the_grant() {
     let caddy = CaddyServer::start(dir.path());
     let mut config = caddy_config(dir.path(), &caddy);
     // Granted some other origin, not Caddy's.
-    config.plugins.proxy.grants.http = vec!["http://127.0.0.1:1".to_string()];
+    config.plugins.proxy.grants.http = vec!["http://127.0.0.1:1".to_string().into()];
     let driver = proxy_driver(&config);
     let denied = driver
         .add_route(&route_spec("c", "127.61.0.213", 8080))

@@ -16,13 +16,18 @@ use vessel_tests::{eventually, process_is_running};
 const RELAY: &str = env!("CARGO_BIN_EXE_vessel-test-relay");
 
 fn allowlist(command: &[&str], pid_file: &Path) -> ExecAllowlist {
-    ExecAllowlist::new(&[ExecGrant {
-        name: Some("tool".into()),
-        command: command.iter().map(|s| s.to_string()).collect(),
-        env: BTreeMap::from([("RELAY_PID_FILE".to_string(), pid_file.display().to_string())]),
-        max_timeout: Duration::from_secs(60),
-        max_output_bytes: 1024,
-    }])
+    ExecAllowlist::new(
+        &[ExecGrant {
+            name: Some("tool".into()),
+            command: command.iter().map(|s| s.to_string()).collect(),
+            env: BTreeMap::from([("RELAY_PID_FILE".to_string(), pid_file.display().to_string())]),
+            max_timeout: Duration::from_secs(60),
+            max_output_bytes: 1024,
+            allow: Vec::new(),
+        }],
+        &|path| path.to_path_buf(),
+    )
+    .unwrap()
 }
 
 fn request(args: &[&str], timeout: Duration) -> ExecRequest {

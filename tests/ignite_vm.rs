@@ -66,8 +66,17 @@ async fn a_vm_lives_through_run_cp_inspect_ps_and_rm() {
         assert!(run.contains(&expected.to_string()), "{run:?}");
     }
 
-    // The project copied in is served by the VM.
-    let project = project_dir(dir.path(), "project");
+    // The project copied in is served by the VM. The driver's grant lets
+    // it copy only from the host's staging area, where the host stages
+    // projects; a user's own directory is refused.
+    let elsewhere = project_dir(dir.path(), "elsewhere");
+    let refused = driver_error(
+        driver
+            .copy_to(vm_id, elsewhere.to_str().unwrap(), "/workspace")
+            .await,
+    );
+    assert!(matches!(refused, DriverError::Denied(_)), "{refused:?}");
+    let project = project_dir(&dir.path().join("data/staging"), "project");
     driver
         .copy_to(vm_id, project.to_str().unwrap(), "/workspace")
         .await

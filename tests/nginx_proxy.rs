@@ -28,6 +28,7 @@ fn nginx_config(
         env: Default::default(),
         max_timeout: Duration::from_secs(30),
         max_output_bytes: 64 * 1024,
+        allow: vessel_tests::example_exec_policy("ignite-nginx.toml", "nginx"),
     }];
     for (key, value) in settings {
         proxy

@@ -26,6 +26,7 @@ fn exec_grant(name: &str, command: &[&str], max_timeout: Duration) -> ExecGrant 
         env: BTreeMap::new(),
         max_timeout,
         max_output_bytes: 64 * 1024,
+        allow: Vec::new(),
     }
 }
 

@@ -63,8 +63,10 @@ impl FakeIgnite {
     }
 
     /// The exec grant an ignite driver needs: name `ignite`, the binary,
-    /// and the fake's environment (a real deployment grants
-    /// `/usr/bin/sudo -n /usr/local/bin/ignite` instead).
+    /// the fake's environment (a real deployment grants
+    /// `/usr/bin/sudo -n /usr/bin/timeout ... /usr/local/bin/ignite`
+    /// instead), and the argument policy of the shipped example
+    /// configuration, so that every test proves the driver works within it.
     pub fn grant(&self) -> ExecGrant {
         ExecGrant {
             name: Some("ignite".to_string()),
@@ -72,6 +74,7 @@ impl FakeIgnite {
             env: self.env(),
             max_timeout: Duration::from_secs(120),
             max_output_bytes: 1024 * 1024,
+            allow: crate::example_exec_policy("ignite-nginx.toml", "ignite"),
         }
     }
 

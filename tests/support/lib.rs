@@ -327,6 +327,44 @@ pub fn test_config(data_dir: &Path, redis_url: Option<String>) -> Config {
     config
 }
 
+/// The argument policy of exec grant `name` in the shipped example
+/// configuration `file` (under `examples/`), so that tests run the real
+/// drivers within the policies operators are told to use.
+pub fn example_exec_policy(file: &str, name: &str) -> Vec<vessel::config::ArgForm> {
+    let text = std::fs::read_to_string(workspace_dir().join("examples").join(file))
+        .expect("an example configuration");
+    let config = Config::from_toml(&text).expect("the example parses");
+    config
+        .plugins
+        .vm
+        .grants
+        .exec
+        .iter()
+        .chain(&config.plugins.proxy.grants.exec)
+        .find(|grant| grant.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("{file} has no exec grant {name:?}"))
+        .allow
+        .clone()
+}
+
+/// The HTTP grant of the shipped Caddy example, for the Caddy admin API at
+/// `origin` instead of the example's: the methods and paths it allows.
+pub fn example_caddy_grant(origin: &str) -> vessel::config::HttpGrant {
+    let text = std::fs::read_to_string(workspace_dir().join("examples/ignite-caddy.toml"))
+        .expect("the Caddy example configuration");
+    let config = Config::from_toml(&text).expect("the example parses");
+    match config.plugins.proxy.grants.http.first() {
+        Some(vessel::config::HttpGrant::Limited { methods, paths, .. }) => {
+            vessel::config::HttpGrant::Limited {
+                origin: origin.to_string(),
+                methods: methods.clone(),
+                paths: paths.clone(),
+            }
+        }
+        other => panic!("the Caddy example grants {other:?}, not a limited grant"),
+    }
+}
+
 /// The mock VM's state directory under a test configuration.
 pub fn mock_vm_state(config: &Config) -> MockState {
     MockState {

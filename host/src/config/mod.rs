@@ -467,9 +467,65 @@ pub struct Grants {
     pub exec: Vec<ExecGrant>,
     /// TCP addresses (`ip:port`) the plugin may connect to directly.
     pub network: Vec<SocketAddr>,
-    /// HTTP origins (`http://host:port`) the plugin may send requests to
-    /// through the `http` interface.
-    pub http: Vec<String>,
+    /// HTTP origins the plugin may send requests to through the `http`
+    /// interface: `"http://host:port"` for every method and path, or
+    /// `{ origin = "...", methods = [...], paths = [...] }` for some.
+    pub http: Vec<HttpGrant>,
+    /// Whether the plugin may create symlinks in its granted directories.
+    /// Default `false`: a symlink a plugin leaves in a directory that a
+    /// privileged program reads (`x.conf -> /etc/shadow` for root nginx)
+    /// would reach outside the sandbox.
+    pub symlinks: bool,
+}
+
+/// One HTTP grant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum HttpGrant {
+    /// Every method and path of an origin, e.g. `"http://127.0.0.1:2019"`.
+    Origin(String),
+    /// Some methods and path prefixes of an origin.
+    Limited {
+        /// The origin, `http://host:port`.
+        origin: String,
+        /// The methods allowed (e.g. `["GET", "POST"]`); empty: any.
+        #[serde(default)]
+        methods: Vec<String>,
+        /// The path prefixes allowed (e.g. `["/id/vessel-"]`), matched on the
+        /// request's path once `.` and `..` are resolved; empty: any.
+        #[serde(default)]
+        paths: Vec<String>,
+    },
+}
+
+impl HttpGrant {
+    /// The origin granted.
+    pub fn origin(&self) -> &str {
+        match self {
+            HttpGrant::Origin(origin) | HttpGrant::Limited { origin, .. } => origin,
+        }
+    }
+}
+
+impl From<String> for HttpGrant {
+    fn from(origin: String) -> Self {
+        HttpGrant::Origin(origin)
+    }
+}
+
+/// One argument list a plugin may append to an exec grant's command (see
+/// [`crate::plugins::arg_policy`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgForm {
+    /// Positional argument patterns: a literal, `re:REGEX` (the whole
+    /// argument matches), or `path:DIR` (an absolute path inside `DIR`;
+    /// `{data_dir}` expands).
+    pub args: Vec<String>,
+    /// Options that may follow, in any order and number: the option, and
+    /// the pattern of its value (`""` for an option without one).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 /// A host directory made visible to a plugin.
@@ -506,6 +562,12 @@ pub struct ExecGrant {
     /// The most bytes kept of each of stdout and stderr. Default 1 MiB.
     #[serde(default = "default_max_output")]
     pub max_output_bytes: usize,
+    /// The argument lists the plugin may append (see [`ArgForm`]); a run
+    /// matching none is denied. Default: empty, which allows any arguments
+    /// (a warning is logged at start-up): set it on every grant of a
+    /// privileged program.
+    #[serde(default)]
+    pub allow: Vec<ArgForm>,
 }
 
 impl std::fmt::Debug for ExecGrant {
@@ -516,6 +578,7 @@ impl std::fmt::Debug for ExecGrant {
             .field("env", &redacted(&self.env))
             .field("max_timeout", &self.max_timeout)
             .field("max_output_bytes", &self.max_output_bytes)
+            .field("allow", &self.allow)
             .finish()
     }
 }
@@ -717,9 +780,17 @@ impl Config {
                     }
                 }
             }
-            for origin in &plugin.grants.http {
-                if let Err(reason) = crate::plugins::http::Origin::parse(origin) {
+            for grant in &plugin.grants.http {
+                if let Err(reason) = crate::plugins::http::HttpRule::new(grant) {
                     return invalid(format!("plugins.{role}.grants.http: {reason}"));
+                }
+            }
+            for grant in &plugin.grants.exec {
+                let expand = |path: &Path| self.expand(path);
+                if let Err(reason) =
+                    crate::plugins::arg_policy::ArgPolicy::new(&grant.allow, &expand)
+                {
+                    return invalid(format!("plugins.{role}.grants.exec.allow: {reason}"));
                 }
             }
             for dir in &plugin.grants.dirs {
@@ -969,6 +1040,7 @@ mod tests {
             env: BTreeMap::new(),
             max_timeout: default_exec_timeout(),
             max_output_bytes: default_max_output(),
+            allow: Vec::new(),
         });
         assert!(
             config

@@ -92,7 +92,9 @@ impl process::Host for CallState {
                 tracing::warn!(plugin = %self.plugin.name, program = %crate::redact::log_text(&program),
                     error = %crate::redact::log_text(&error.to_string()), "exec refused or failed");
                 Err(match error {
-                    ExecError::Denied(_) => types::DriverError::Denied(error.to_string()),
+                    ExecError::Denied(_) | ExecError::ArgumentsDenied { .. } => {
+                        types::DriverError::Denied(error.to_string())
+                    }
                     ExecError::TimedOut { .. } => types::DriverError::TimedOut(error.to_string()),
                     ExecError::Failed { .. } => types::DriverError::Failed(error.to_string()),
                 })

@@ -21,6 +21,7 @@ use tokio::process::Command;
 /// `SIGKILL` when it is ended early.
 pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
+use super::arg_policy::ArgPolicy;
 use crate::config::ExecGrant;
 
 /// Why a program was not run to completion.
@@ -29,6 +30,14 @@ pub enum ExecError {
     /// The program is not on the plugin's allowlist.
     #[error("exec of {0:?} is not allowed: it is not on this plugin's exec allowlist")]
     Denied(String),
+    /// The arguments match none of the grant's allowed forms.
+    #[error("exec of {program:?} with these arguments is not allowed by its grant: {}", crate::redact::log_text(&args.join(" ")))]
+    ArgumentsDenied {
+        /// The program.
+        program: String,
+        /// The arguments asked for.
+        args: Vec<String>,
+    },
     /// The program ran past its time limit and was killed.
     #[error("{program} did not finish within {limit:?} and was killed")]
     TimedOut {
@@ -83,30 +92,46 @@ pub struct ExecAllowlist {
 struct AllowedProgram {
     name: String,
     command: Vec<String>,
+    policy: ArgPolicy,
     env: BTreeMap<String, String>,
     max_timeout: Duration,
     max_output_bytes: usize,
 }
 
 impl ExecAllowlist {
-    /// The allowlist for `grants`. Each grant's command must be non-empty
-    /// (the config validation guarantees it).
-    pub fn new(grants: &[ExecGrant]) -> ExecAllowlist {
+    /// The allowlist for `grants`; `expand` resolves `{data_dir}` in their
+    /// argument policies. Each grant's command must be non-empty (the
+    /// config validation guarantees it).
+    pub fn new(
+        grants: &[ExecGrant],
+        expand: &dyn Fn(&std::path::Path) -> std::path::PathBuf,
+    ) -> Result<ExecAllowlist, String> {
         let entries = grants
             .iter()
             .filter(|grant| !grant.command.is_empty())
-            .map(|grant| AllowedProgram {
-                name: grant
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| grant.command[0].clone()),
-                command: grant.command.clone(),
-                env: grant.env.clone(),
-                max_timeout: grant.max_timeout,
-                max_output_bytes: grant.max_output_bytes,
+            .map(|grant| {
+                Ok(AllowedProgram {
+                    name: grant
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| grant.command[0].clone()),
+                    command: grant.command.clone(),
+                    policy: ArgPolicy::new(&grant.allow, expand)?,
+                    env: grant.env.clone(),
+                    max_timeout: grant.max_timeout,
+                    max_output_bytes: grant.max_output_bytes,
+                })
             })
-            .collect();
-        ExecAllowlist { entries }
+            .collect::<Result<_, String>>()?;
+        Ok(ExecAllowlist { entries })
+    }
+
+    /// The programs whose grant lets the plugin append any arguments.
+    pub fn open_programs(&self) -> impl Iterator<Item = &str> {
+        self.entries
+            .iter()
+            .filter(|entry| entry.policy.is_open())
+            .map(|entry| entry.name.as_str())
     }
 
     /// Runs `request` if the allowlist has its program: the entry's command
@@ -118,6 +143,12 @@ impl ExecAllowlist {
             .iter()
             .find(|entry| entry.name == request.program || entry.command[0] == request.program)
             .ok_or_else(|| ExecError::Denied(request.program.clone()))?;
+        if !entry.policy.allows(&request.args) {
+            return Err(ExecError::ArgumentsDenied {
+                program: request.program,
+                args: request.args,
+            });
+        }
         let limit = request
             .timeout
             .map_or(entry.max_timeout, |asked| asked.min(entry.max_timeout));
@@ -264,12 +295,17 @@ mod tests {
 
     fn grant(name: Option<&str>, command: &[&str]) -> ExecGrant {
         ExecGrant {
+            allow: Vec::new(),
             name: name.map(str::to_string),
             command: command.iter().map(|s| s.to_string()).collect(),
             env: BTreeMap::new(),
             max_timeout: Duration::from_secs(10),
             max_output_bytes: 1024,
         }
+    }
+
+    fn allowlist(grants: &[ExecGrant]) -> ExecAllowlist {
+        ExecAllowlist::new(grants, &|path| path.to_path_buf()).unwrap()
     }
 
     fn request(program: &str, args: &[&str]) -> ExecRequest {
@@ -282,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_an_allowlisted_program_by_name_or_path_without_a_shell() {
-        let list = ExecAllowlist::new(&[grant(Some("echo"), &["/bin/echo", "fixed"])]);
+        let list = allowlist(&[grant(Some("echo"), &["/bin/echo", "fixed"])]);
         let by_name = list.run(request("echo", &["$HOME", "a;b"])).await.unwrap();
         assert_eq!(by_name.exit_code, Some(0));
         // No shell: the variable and the semicolon arrive as they were written.
@@ -293,7 +329,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_programs_not_on_the_allowlist() {
-        let list = ExecAllowlist::new(&[grant(Some("echo"), &["/bin/echo"])]);
+        let list = allowlist(&[grant(Some("echo"), &["/bin/echo"])]);
         for program in ["/bin/sh", "sh", "/bin/echo2", "ECHO", ""] {
             assert_eq!(
                 list.run(request(program, &[])).await,
@@ -306,7 +342,7 @@ mod tests {
     async fn the_environment_is_only_what_the_operator_granted() {
         let mut with_env = grant(None, &["/usr/bin/env"]);
         with_env.env.insert("ONLY".into(), "this".into());
-        let list = ExecAllowlist::new(&[with_env]);
+        let list = allowlist(&[with_env]);
         let out = list.run(request("/usr/bin/env", &[])).await.unwrap();
         assert_eq!(String::from_utf8(out.stdout).unwrap(), "ONLY=this\n");
     }
@@ -315,7 +351,7 @@ mod tests {
     async fn a_program_past_its_limit_is_killed_with_its_children() {
         let mut slow = grant(Some("sh"), &["/bin/sh", "-c"]);
         slow.max_timeout = Duration::from_millis(300);
-        let list = ExecAllowlist::new(&[slow]);
+        let list = allowlist(&[slow]);
         let marker = std::env::temp_dir().join(format!("vessel-exec-{}", std::process::id()));
         let _ = std::fs::remove_file(&marker);
         let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
@@ -327,7 +363,7 @@ mod tests {
 
     #[tokio::test]
     async fn output_is_capped_and_marked_truncated() {
-        let list = ExecAllowlist::new(&[grant(Some("head"), &["/usr/bin/head", "-c", "100000"])]);
+        let list = allowlist(&[grant(Some("head"), &["/usr/bin/head", "-c", "100000"])]);
         let mut req = request("head", &["/dev/zero"]);
         req.timeout = Some(Duration::from_secs(5));
         let out = list.run(req).await.unwrap();
@@ -337,15 +373,40 @@ mod tests {
 
     #[tokio::test]
     async fn stdin_is_fed_and_exit_codes_are_reported() {
-        let list = ExecAllowlist::new(&[grant(Some("cat"), &["/bin/cat"])]);
+        let list = allowlist(&[grant(Some("cat"), &["/bin/cat"])]);
         let mut req = request("cat", &[]);
         req.stdin = Some(b"hello".to_vec());
         let out = list.run(req).await.unwrap();
         assert_eq!(out.stdout, b"hello");
-        let list = ExecAllowlist::new(&[grant(Some("false"), &["/bin/false"])]);
+        let list = allowlist(&[grant(Some("false"), &["/bin/false"])]);
         assert_eq!(
             list.run(request("false", &[])).await.unwrap().exit_code,
             Some(1)
         );
+    }
+
+    #[tokio::test]
+    async fn arguments_outside_the_grants_forms_are_denied_without_running_anything() {
+        let mut echo = grant(Some("echo"), &["/bin/echo"]);
+        echo.allow = vec![crate::config::ArgForm {
+            args: vec!["-n".into(), "re:[a-z]+".into()],
+            options: Default::default(),
+        }];
+        let list = allowlist(&[echo]);
+        assert_eq!(
+            list.run(request("echo", &["-n", "hi"]))
+                .await
+                .unwrap()
+                .stdout,
+            b"hi"
+        );
+        for bad in [&["hi"][..], &["-n", "HI"], &["-n", "hi", "more"], &[]] {
+            let denied = list.run(request("echo", bad)).await;
+            assert!(
+                matches!(denied, Err(ExecError::ArgumentsDenied { .. })),
+                "{bad:?}: {denied:?}"
+            );
+        }
+        assert_eq!(list.open_programs().count(), 0);
     }
 }

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reqwest::{Method, Url};
 
+use crate::config::HttpGrant;
+
 /// The longest a request may take when the plugin asks for no limit, and
 /// the most it may ask for.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(30);
@@ -15,8 +17,9 @@ pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 /// Why a request was not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpError {
-    /// The URL's origin is not granted to the plugin.
-    #[error("HTTP to {0} is not allowed: its origin is not among this plugin's http grants")]
+    /// The URL's origin, or the method or path on it, is not granted to
+    /// the plugin.
+    #[error("HTTP {0} is not allowed: no http grant of this plugin covers it")]
     Denied(String),
     /// The URL, method or a header is malformed.
     #[error("invalid HTTP request: {0}")]
@@ -109,21 +112,64 @@ impl Origin {
     }
 }
 
+/// One HTTP grant, parsed: an origin, and the methods and path prefixes
+/// allowed on it (empty: any).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRule {
+    origin: Origin,
+    methods: Vec<Method>,
+    paths: Vec<String>,
+}
+
+impl HttpRule {
+    /// Parses a grant.
+    pub fn new(grant: &HttpGrant) -> Result<HttpRule, String> {
+        let origin = Origin::parse(grant.origin())?;
+        let (methods, paths) = match grant {
+            HttpGrant::Origin(_) => (Vec::new(), Vec::new()),
+            HttpGrant::Limited { methods, paths, .. } => (methods.clone(), paths.clone()),
+        };
+        let methods = methods
+            .iter()
+            .map(|m| {
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| format!("{m:?} is not an HTTP method"))
+            })
+            .collect::<Result<_, _>>()?;
+        if let Some(bad) = paths.iter().find(|p| !p.starts_with('/')) {
+            return Err(format!("path prefix {bad:?} must start with '/'"));
+        }
+        Ok(HttpRule {
+            origin,
+            methods,
+            paths,
+        })
+    }
+
+    /// Whether this rule lets `method` reach `url` (whose path the URL
+    /// parser has already freed of `.` and `..`).
+    fn covers(&self, method: &Method, url: &Url) -> bool {
+        Origin::of(url).is_some_and(|origin| origin == self.origin)
+            && (self.methods.is_empty() || self.methods.contains(method))
+            && (self.paths.is_empty() || self.paths.iter().any(|p| url.path().starts_with(p)))
+    }
+}
+
 /// A plugin's HTTP grants and the client that serves them.
 #[derive(Debug, Clone)]
 pub struct HttpAllowlist {
-    origins: Vec<Origin>,
+    rules: Vec<HttpRule>,
     client: Option<reqwest::Client>,
 }
 
 impl HttpAllowlist {
-    /// The allowlist for `origins` (already validated by the config).
-    pub fn new(origins: &[String]) -> Result<HttpAllowlist, String> {
-        let origins = origins
+    /// The allowlist for `grants` (already validated by the config).
+    pub fn new(grants: &[HttpGrant]) -> Result<HttpAllowlist, String> {
+        let rules = grants
             .iter()
-            .map(|o| Origin::parse(o))
+            .map(HttpRule::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let client = if origins.is_empty() {
+        let client = if rules.is_empty() {
             None
         } else {
             Some(
@@ -134,20 +180,20 @@ impl HttpAllowlist {
                     .map_err(|e| format!("cannot create the HTTP client: {e}"))?,
             )
         };
-        Ok(HttpAllowlist { origins, client })
+        Ok(HttpAllowlist { rules, client })
     }
 
     /// Sends `request` if its origin is granted.
     pub async fn send(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let url = Url::parse(&request.url)
             .map_err(|e| HttpError::Invalid(format!("{:?} is not a URL: {e}", request.url)))?;
-        let granted = Origin::of(&url).is_some_and(|origin| self.origins.contains(&origin));
-        let client = match (&self.client, granted) {
-            (Some(client), true) => client,
-            _ => return Err(HttpError::Denied(request.url)),
-        };
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| HttpError::Invalid(format!("{:?} is not a method", request.method)))?;
+        let granted = self.rules.iter().any(|rule| rule.covers(&method, &url));
+        let client = match (&self.client, granted) {
+            (Some(client), true) => client,
+            _ => return Err(HttpError::Denied(format!("{method} {url}"))),
+        };
         let limit = request
             .timeout
             .map_or(MAX_REQUEST_TIME, |asked| asked.min(MAX_REQUEST_TIME));
@@ -254,7 +300,7 @@ mod tests {
     async fn a_granted_origin_is_reached_and_others_are_denied() {
         let (origin, served) =
             one_shot("HTTP/1.1 201 Created\r\ncontent-length: 2\r\nx-a: b\r\n\r\nok").await;
-        let allow = HttpAllowlist::new(std::slice::from_ref(&origin)).unwrap();
+        let allow = HttpAllowlist::new(&[HttpGrant::Origin(origin.clone())]).unwrap();
         let response = allow
             .send(HttpRequest {
                 method: "PATCH".into(),
@@ -296,7 +342,7 @@ mod tests {
             "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.2:1/\r\ncontent-length: 0\r\n\r\n",
         )
         .await;
-        let allow = HttpAllowlist::new(std::slice::from_ref(&origin)).unwrap();
+        let allow = HttpAllowlist::new(&[HttpGrant::Origin(origin.clone())]).unwrap();
         let response = allow
             .send(HttpRequest {
                 method: "GET".into(),
@@ -315,7 +361,7 @@ mod tests {
             listener.local_addr().unwrap().port()
         };
         let origin = format!("http://127.0.0.1:{port}");
-        let allow = HttpAllowlist::new(std::slice::from_ref(&origin)).unwrap();
+        let allow = HttpAllowlist::new(&[HttpGrant::Origin(origin.clone())]).unwrap();
         let result = allow
             .send(HttpRequest {
                 method: "GET".into(),
@@ -327,5 +373,39 @@ mod tests {
             matches!(result, Err(HttpError::Unavailable { .. })),
             "{result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_limited_grant_allows_only_its_methods_and_paths() {
+        let (origin, served) = one_shot("HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+        let allow = HttpAllowlist::new(&[HttpGrant::Limited {
+            origin: origin.clone(),
+            methods: vec!["GET".into(), "delete".into()],
+            paths: vec!["/id/vessel-".into()],
+        }])
+        .unwrap();
+        let send = |method: &str, path: &str| {
+            allow.send(HttpRequest {
+                method: method.into(),
+                url: format!("{origin}{path}"),
+                ..HttpRequest::default()
+            })
+        };
+        for (method, path) in [
+            ("POST", "/load"),
+            ("GET", "/load"),
+            ("POST", "/id/vessel-a"),
+            ("GET", "/id/vessel-a/../../load"),
+            ("GET", "/id/vessel-%2e%2e/%2e%2e/load"),
+            ("GET", "/config/"),
+        ] {
+            let denied = send(method, path).await;
+            assert!(
+                matches!(denied, Err(HttpError::Denied(_))),
+                "{method} {path}: {denied:?}"
+            );
+        }
+        assert_eq!(send("DELETE", "/id/vessel-a").await.unwrap().status, 200);
+        assert!(served.await.unwrap().starts_with("DELETE /id/vessel-a "));
     }
 }

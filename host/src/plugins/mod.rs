@@ -5,10 +5,12 @@
 //! - [`drivers`] — the [`VmDriver`] and [`ProxyDriver`] handles.
 //! - [`call_state`] — what a call's store holds, and the host imports.
 //! - [`exec`] — the `process` capability and its allowlist.
+//! - [`arg_policy`] — which arguments a plugin may append to an exec grant.
 //! - [`http`] — the `http` capability and its origin grants.
 //! - [`limits`] — the memory limit.
 //! - [`error`] — [`PluginError`] and the mapping of the WIT error variant.
 
+pub mod arg_policy;
 pub mod bindings;
 pub mod call_state;
 pub mod drivers;

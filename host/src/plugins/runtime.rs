@@ -123,7 +123,18 @@ impl PluginRuntime {
             identity: Arc::new(PluginIdentity {
                 name,
                 settings,
-                exec: ExecAllowlist::new(&plugin.grants.exec),
+                exec: {
+                    let exec = ExecAllowlist::new(&plugin.grants.exec, &|p| config.expand(p))
+                        .map_err(load_error)?;
+                    for program in exec.open_programs() {
+                        tracing::warn!(
+                            plugin = role,
+                            program,
+                            "exec grant without an argument policy (allow): the plugin may pass it any arguments"
+                        );
+                    }
+                    exec
+                },
                 http: HttpAllowlist::new(&plugin.grants.http).map_err(load_error)?,
             }),
             engine: self.engine.clone(),
