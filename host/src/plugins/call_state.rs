@@ -27,6 +27,8 @@ pub struct PluginIdentity {
     pub exec: ExecAllowlist,
     /// The origins it may send HTTP requests to.
     pub http: HttpAllowlist,
+    /// Whether it may create symlinks in its granted directories.
+    pub symlinks: bool,
 }
 
 /// The store data of one call.
@@ -47,6 +49,16 @@ impl CallState {
             limiter,
             plugin,
         }
+    }
+
+    /// Whether the plugin may create symlinks in its granted directories.
+    pub fn symlinks_allowed(&self) -> bool {
+        self.plugin.symlinks
+    }
+
+    /// The plugin's name, for logs.
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.name
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`arg_policy`] — which arguments a plugin may append to an exec grant.
 //! - [`http`] — the `http` capability and its origin grants.
 //! - [`limits`] — the memory limit.
+//! - [`symlinks`] — symlink creation in granted directories, refused by default.
 //! - [`error`] — [`PluginError`] and the mapping of the WIT error variant.
 
 pub mod arg_policy;
@@ -19,6 +20,7 @@ pub mod exec;
 pub mod http;
 pub mod limits;
 pub mod runtime;
+pub mod symlinks;
 
 pub use bindings::types::{RouteInfo, RouteSpec, VmInfo, VmSpec, VmState};
 pub use drivers::{ProxyDriver, VmDriver};

@@ -53,6 +53,7 @@ impl PluginRuntime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| setup(e.to_string()))?;
         bindings::vm::VmPlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| setup(e.to_string()))?;
+        super::symlinks::guard(&mut linker).map_err(|e| setup(e.to_string()))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -136,6 +137,7 @@ impl PluginRuntime {
                     exec
                 },
                 http: HttpAllowlist::new(&plugin.grants.http).map_err(load_error)?,
+                symlinks: plugin.grants.symlinks,
             }),
             engine: self.engine.clone(),
             dirs,

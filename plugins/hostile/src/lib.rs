@@ -13,6 +13,11 @@
 //! - `write:<path>`: writes a file, returning `written` or the I/O error;
 //! - `connect:<ip:port>`: opens a TCP connection, returning `connected` or
 //!   the error;
+//! - `symlink:<target>:<link>`: creates a symlink, returning `linked` or
+//!   the error (a relative target that climbs out of a granted directory
+//!   is what a privileged reader of that directory would follow);
+//! - `http:<METHOD>:<url>`: sends a request through the `http` interface,
+//!   returning the status, or the error;
 //! - `env`: returns the environment variables it sees, `;`-separated;
 //! - `settings`: returns its settings as `k=v;...`.
 //!
@@ -29,6 +34,7 @@ wit_bindgen::generate!({
 
 use exports::vessel::infra::vm_driver::Guest;
 use vessel::infra::config;
+use vessel::infra::http::{Request, send};
 use vessel::infra::process::{ExecRequest, exec};
 use vessel::infra::types::{DriverError, VmInfo, VmSpec, VmState};
 
@@ -113,6 +119,35 @@ impl Guest for Hostile {
                 Ok(_) => Ok(answer("connected".into())),
                 Err(e) => Err(DriverError::Denied(format!("connect {rest}: {e}"))),
             },
+            "symlink" => {
+                let (target, link) = rest.split_once(':').unwrap_or((rest, ""));
+                // Through WASI itself (std's symlink is not stable on WASI):
+                // the link's path is relative to the granted directory.
+                let preopens = wasip2::filesystem::preopens::get_directories();
+                let Some((dir, name)) = preopens.iter().find_map(|(dir, guest)| {
+                    let name = link.strip_prefix(guest.as_str())?.trim_start_matches('/');
+                    Some((dir, name.to_string()))
+                }) else {
+                    return Err(DriverError::Denied(format!(
+                        "{link} is in no granted directory"
+                    )));
+                };
+                match dir.symlink_at(target, &name) {
+                    Ok(()) => Ok(answer("linked".into())),
+                    Err(e) => Err(DriverError::Denied(format!("symlink {link}: {e:?}"))),
+                }
+            }
+            "http" => {
+                let (method, url) = rest.split_once(':').unwrap_or((rest, ""));
+                let response = send(&Request {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    headers: Vec::new(),
+                    body: Some(b"{}".to_vec()),
+                    timeout_ms: 5_000,
+                })?;
+                Ok(answer(response.status.to_string()))
+            }
             "env" => Ok(answer(
                 std::env::vars()
                     .map(|(k, v)| format!("{k}={v}"))
