@@ -6,7 +6,7 @@
 //! - [`call_state`] — what a call's store holds, and the host imports.
 //! - [`exec`] — the `process` capability and its allowlist.
 //! - [`http`] — the `http` capability and its origin grants.
-//! - [`limits`] — the memory limit.
+//! - [`limits`] — the per-call bounds: memory, tables, instances, handles.
 //! - [`error`] — [`PluginError`] and the mapping of the WIT error variant.
 
 pub mod bindings;
@@ -21,4 +21,5 @@ pub mod runtime;
 pub use bindings::types::{RouteInfo, RouteSpec, VmInfo, VmSpec, VmState};
 pub use drivers::{ProxyDriver, VmDriver};
 pub use error::{DriverError, PluginError};
+pub use limits::SandboxLimit;
 pub use runtime::PluginRuntime;

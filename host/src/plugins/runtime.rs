@@ -7,7 +7,6 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -21,7 +20,7 @@ use super::call_state::{CallState, PluginIdentity};
 use super::error::PluginError;
 use super::exec::ExecAllowlist;
 use super::http::HttpAllowlist;
-use super::limits::MemoryLimiter;
+use super::limits::{self, CallLimiter, CallLimits, LimitRecord};
 use crate::config::{Config, PluginConfig};
 
 /// How often the epoch advances; the granularity of call time limits.
@@ -130,7 +129,10 @@ impl PluginRuntime {
             dirs,
             network: Arc::new(plugin.grants.network.iter().copied().collect()),
             call_timeout: plugin.call_timeout,
-            memory_limit_mib: plugin.memory_limit_mib,
+            limits: CallLimits {
+                memory_mib: plugin.memory_limit_mib,
+                max_handles: usize::try_from(plugin.max_handles).unwrap_or(usize::MAX),
+            },
         };
         Ok((loaded, component))
     }
@@ -196,7 +198,7 @@ pub(super) struct LoadedPlugin {
     dirs: Vec<DirPreopen>,
     network: Arc<HashSet<SocketAddr>>,
     call_timeout: Duration,
-    memory_limit_mib: u64,
+    limits: CallLimits,
 }
 
 impl LoadedPlugin {
@@ -250,16 +252,19 @@ impl LoadedPlugin {
         &self,
         op: &'static str,
     ) -> Result<(Store<CallState>, CallWatch), PluginError> {
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let limit_bytes =
-            usize::try_from(self.memory_limit_mib * 1024 * 1024).unwrap_or(usize::MAX);
+        let hit = LimitRecord::default();
         let state = CallState::new(
             self.wasi()?,
-            MemoryLimiter::new(limit_bytes, exceeded.clone()),
+            CallLimiter::new(self.limits, hit.clone()),
+            self.limits.max_handles,
             self.identity.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // The component model's own handle tables (handles a guest holds,
+        // in every instance of the call) get the same bound as the host's
+        // resource table (what the handles stand for).
+        store.set_max_component_handles(self.limits.max_handles);
         // Wasm code yields to the executor at every epoch tick, so a busy
         // loop never holds a tokio worker; past the deadline it is stopped.
         // The yield is tokio's own, which lets the runtime poll its I/O
@@ -284,8 +289,8 @@ impl LoadedPlugin {
                 plugin: self.identity.name.clone(),
                 op,
                 timeout: self.call_timeout,
-                memory_limit_mib: self.memory_limit_mib,
-                memory_exceeded: exceeded,
+                limits: self.limits,
+                hit,
             },
         ))
     }
@@ -297,8 +302,8 @@ pub(super) struct CallWatch {
     plugin: String,
     op: &'static str,
     timeout: Duration,
-    memory_limit_mib: u64,
-    memory_exceeded: Arc<AtomicBool>,
+    limits: CallLimits,
+    hit: LimitRecord,
 }
 
 impl CallWatch {
@@ -325,11 +330,16 @@ impl CallWatch {
     }
 
     fn classify(&self, error: wasmtime::Error) -> PluginError {
-        if self.memory_exceeded.load(Ordering::SeqCst) {
-            return PluginError::MemoryExceeded {
+        let limit = self
+            .hit
+            .get()
+            .copied()
+            .or_else(|| limits::limit_in_error(&error, &self.limits));
+        if let Some(limit) = limit {
+            return PluginError::LimitExceeded {
                 plugin: self.plugin.clone(),
                 op: self.op,
-                limit_mib: self.memory_limit_mib,
+                limit,
             };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
