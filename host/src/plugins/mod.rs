@@ -1,7 +1,8 @@
 //! The plugin runtime: sandboxed WebAssembly components that drive the VM
 //! manager and the proxy, behind the WIT contract in `wit/`.
 //!
-//! - [`runtime`] — the engine, compilation and its cache, per-call stores.
+//! - [`runtime`] — the engine, compilation, per-call stores.
+//! - [`cache`] — the compiled-plugin cache, sealed with a key of its own.
 //! - [`drivers`] — the [`VmDriver`] and [`ProxyDriver`] handles.
 //! - [`call_state`] — what a call's store holds, and the host imports.
 //! - [`exec`] — the `process` capability and its allowlist.
@@ -10,6 +11,7 @@
 //! - [`error`] — [`PluginError`] and the mapping of the WIT error variant.
 
 pub mod bindings;
+pub mod cache;
 pub mod call_state;
 pub mod drivers;
 pub mod error;
