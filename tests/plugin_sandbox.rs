@@ -1,13 +1,19 @@
-//! The plugin sandbox, tested with the `hostile` plugin: a plugin can use
-//! exactly the capabilities it was granted, and a plugin that loops, hoards
-//! memory or crashes costs one failed call, not the host.
+//! The plugin sandbox, tested with the `hostile` plugin and the hostile
+//! components no Rust guest can be: a plugin can use exactly the
+//! capabilities it was granted, and a plugin that loops, hoards memory,
+//! tables, instances or handles, or crashes, costs one failed call, not the
+//! host.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use vessel::config::{Config, DirGrant, ExecGrant, Liveness};
-use vessel::plugins::{DriverError, PluginError, PluginRuntime, ProxyDriver, VmDriver};
+use vessel::plugins::limits::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
+use vessel::plugins::{
+    DriverError, PluginError, PluginRuntime, ProxyDriver, SandboxLimit, VmDriver,
+};
+use vessel_tests::hostile_components::{self, Attack};
 use vessel_tests::{TestHost, plugin, shared_cache_dir, test_config};
 
 struct Sandbox {
@@ -35,6 +41,7 @@ fn hostile_config(dir: &std::path::Path) -> Config {
     config.plugins.vm.path = plugin("hostile");
     config.plugins.vm.call_timeout = Duration::from_secs(1);
     config.plugins.vm.memory_limit_mib = 32;
+    config.plugins.vm.max_handles = 32;
     config.plugins.vm.liveness = Liveness::Inspect;
     config.plugins.vm.grants.dirs = vec![
         DirGrant {
@@ -90,6 +97,55 @@ async fn probe(driver: &VmDriver, probe: &str) -> Result<String, PluginError> {
         .await
         .expect("the host bounds every plugin call");
     answer.map(|info| info.and_then(|i| i.ip).unwrap_or_default())
+}
+
+/// Asserts that a call was stopped at `limit`.
+fn assert_limit(result: Result<String, PluginError>, limit: SandboxLimit) {
+    match result {
+        Err(PluginError::LimitExceeded { limit: hit, .. }) if hit == limit => {}
+        other => panic!("expected the call to be stopped at {limit}, got {other:?}"),
+    }
+}
+
+/// A hostile component making `attack`, loaded as the VM driver with the
+/// hostile plugin's limits (32 MiB); `dir` holds the component.
+fn hostile_component(dir: &std::path::Path, attack: Attack) -> VmDriver {
+    let mut config = hostile_config(dir);
+    config.plugins.vm.path = hostile_components::write(dir, attack);
+    config.plugins.vm.grants.dirs.clear();
+    let runtime = PluginRuntime::new(shared_cache_dir()).unwrap();
+    VmDriver::load(&runtime, &config).unwrap()
+}
+
+/// Calls a component making `attack`, then one making `control`, a milder
+/// version that stays within the bounds (which shows the component itself
+/// works), and returns how the attack ended.
+async fn attack_then_control(
+    attack: Attack,
+    control: Attack,
+) -> Result<Option<vessel::plugins::VmInfo>, PluginError> {
+    let dir = tempfile::tempdir().unwrap();
+    let attacking = tempfile::tempdir_in(dir.path()).unwrap();
+    let controlled = tempfile::tempdir_in(dir.path()).unwrap();
+    let attacker = hostile_component(attacking.path(), attack);
+    let answer = tokio::time::timeout(Duration::from_secs(30), attacker.inspect("attack"))
+        .await
+        .expect("the host bounds every plugin call");
+    let control = hostile_component(controlled.path(), control);
+    assert_eq!(
+        control.inspect("within bounds").await.unwrap(),
+        None,
+        "the same component within its bounds answers"
+    );
+    answer
+}
+
+/// Asserts that a hostile component's call was stopped at `limit`.
+fn assert_component_limit(
+    result: Result<Option<vessel::plugins::VmInfo>, PluginError>,
+    limit: SandboxLimit,
+) {
+    assert_limit(result.map(|_| String::new()), limit);
 }
 
 fn driver_error(result: Result<String, PluginError>) -> DriverError {
@@ -193,16 +249,75 @@ async fn a_looping_plugin_is_stopped_at_its_time_limit() {
 async fn an_over_allocating_plugin_is_stopped_at_its_memory_limit() {
     let sandbox = sandbox();
     let hoarded = probe(&sandbox.driver, "alloc").await;
-    assert!(
-        matches!(
-            hoarded,
-            Err(PluginError::MemoryExceeded { limit_mib: 32, .. })
-        ),
-        "{hoarded:?}"
-    );
+    assert_limit(hoarded, SandboxLimit::Memory { mib: 32 });
     assert_eq!(
         probe(&sandbox.driver, "settings").await.unwrap(),
         "answer=42"
+    );
+}
+
+#[tokio::test]
+async fn memory_is_limited_over_all_the_memories_of_a_call() {
+    // Two memories of 20 MiB each: each under the 32 MiB limit, together
+    // over it.
+    let answer = attack_then_control(
+        Attack::TwoMemories { mib: 20 },
+        Attack::TwoMemories { mib: 10 },
+    )
+    .await;
+    assert_component_limit(answer, SandboxLimit::Memory { mib: 32 });
+}
+
+#[tokio::test]
+async fn table_elements_are_limited_over_all_the_tables_of_a_call() {
+    // Two tables, each grown by more than half the limit.
+    let elements = u32::try_from(MAX_TABLE_ELEMENTS / 2 + 1).unwrap();
+    let answer = attack_then_control(
+        Attack::GrowTables { elements },
+        Attack::GrowTables { elements: 1000 },
+    )
+    .await;
+    assert_component_limit(
+        answer,
+        SandboxLimit::TableElements {
+            max: MAX_TABLE_ELEMENTS,
+        },
+    );
+}
+
+#[tokio::test]
+async fn instances_tables_and_memories_are_counted_per_call() {
+    let extra = |instances, memories, tables| Attack::ExtraInstances {
+        instances,
+        memories,
+        tables,
+    };
+    let limited = |n: usize| u32::try_from(n).unwrap();
+    // More module instances than a call may create...
+    let answer = attack_then_control(extra(limited(MAX_INSTANCES), 0, 0), extra(2, 0, 0)).await;
+    assert_component_limit(answer, SandboxLimit::Instances { max: MAX_INSTANCES });
+    // ... memories (one of the component's own, and as many more) ...
+    let answer = attack_then_control(extra(1, limited(MAX_MEMORIES), 0), extra(1, 1, 0)).await;
+    assert_component_limit(answer, SandboxLimit::Memories { max: MAX_MEMORIES });
+    // ... and tables.
+    let answer = attack_then_control(extra(1, 0, limited(MAX_TABLES)), extra(1, 0, 2)).await;
+    assert_component_limit(answer, SandboxLimit::Tables { max: MAX_TABLES });
+}
+
+#[tokio::test]
+async fn a_plugin_hoarding_handles_is_stopped_at_its_handle_limit() {
+    let sandbox = sandbox();
+    // Open files, and directory listings (a descriptor and a stream each).
+    for attack in ["handles:/granted/hello.txt", "listings:/granted"] {
+        let hoarded = probe(&sandbox.driver, attack).await;
+        assert_limit(hoarded, SandboxLimit::Handles { max: 32 });
+    }
+    // Every handle went with the call: the next one opens files again.
+    assert_eq!(
+        probe(&sandbox.driver, "read:/granted/hello.txt")
+            .await
+            .unwrap(),
+        "hello from the host"
     );
 }
 

@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use vessel::app::App;
 use vessel::config::Config;
 
+pub mod hostile_components;
 pub mod ignite;
 pub mod proxies;
 pub mod store_suite;

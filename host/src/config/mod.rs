@@ -351,9 +351,14 @@ pub struct PluginConfig {
     /// answered as timed out. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub call_timeout: Duration,
-    /// The most linear memory one call's instance may use, in MiB.
-    /// Default `64`.
+    /// The most linear memory one call may use, in MiB, over all the
+    /// memories of all its instances together. Default `64`.
     pub memory_limit_mib: u64,
+    /// The most resource handles one call may hold at once: open files and
+    /// directories, directory listings, streams, sockets (each is a handle,
+    /// and most hold an open file descriptor of the host). Past it the call
+    /// is stopped. Default `256`.
+    pub max_handles: u32,
     /// For the VM driver: how a cache hit checks liveness (`tcp`, `inspect`
     /// or `none`). Default `tcp`; the mock VM's default is `inspect`, since
     /// its addresses serve nothing. Ignored for the proxy driver.
@@ -408,6 +413,7 @@ impl Default for PluginConfig {
             path: PathBuf::new(),
             call_timeout: Duration::from_secs(60),
             memory_limit_mib: 64,
+            max_handles: 256,
             liveness: Liveness::Tcp,
             settings: BTreeMap::new(),
             grants: Grants::default(),
@@ -762,9 +768,12 @@ impl Config {
             if plugin.path.as_os_str().is_empty() {
                 return invalid(format!("plugins.{role}.path must name a .wasm file"));
             }
-            if plugin.memory_limit_mib == 0 || plugin.call_timeout.is_zero() {
+            if plugin.memory_limit_mib == 0
+                || plugin.call_timeout.is_zero()
+                || plugin.max_handles == 0
+            {
                 return invalid(format!(
-                    "plugins.{role}.memory_limit_mib and call_timeout must be positive"
+                    "plugins.{role}.memory_limit_mib, max_handles and call_timeout must be positive"
                 ));
             }
             plugin.settings_as_strings()?;

@@ -1,5 +1,6 @@
-//! The data of one plugin call's store: its WASI context, its memory limit,
-//! and the host imports (`process`, `config`, `log`) it may use.
+//! The data of one plugin call's store: its WASI context and resource
+//! table, its limiter, and the host imports (`process`, `http`, `config`,
+//! `log`) it may use.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{config, http, log, process, types};
 use super::exec::{ExecAllowlist, ExecError, ExecRequest};
 use super::http::{HttpAllowlist, HttpError, HttpRequest};
-use super::limits::MemoryLimiter;
+use super::limits::CallLimiter;
 
 /// The longest log message a plugin may write; longer ones are cut.
 const MAX_LOG_MESSAGE: usize = 4096;
@@ -35,17 +36,30 @@ pub struct PluginIdentity {
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    /// The call's memory limiter (the store's `limiter` points here).
-    pub limiter: MemoryLimiter,
+    /// The call's limiter (the store's `limiter` points here).
+    pub limiter: CallLimiter,
     plugin: Arc<PluginIdentity>,
 }
 
 impl CallState {
-    /// The state for one call of `plugin`.
-    pub fn new(wasi: WasiCtx, limiter: MemoryLimiter, plugin: Arc<PluginIdentity>) -> CallState {
+    /// The state for one call of `plugin`, holding at most `max_handles`
+    /// host resources at once.
+    pub fn new(
+        wasi: WasiCtx,
+        limiter: CallLimiter,
+        max_handles: usize,
+        plugin: Arc<PluginIdentity>,
+    ) -> CallState {
+        // Every resource WASI hands the plugin (a descriptor, a directory
+        // stream, an input or output stream, a socket, a pollable) is an
+        // entry here; a push past the bound traps with
+        // `ResourceTableError::Full`, which the call reports as its handle
+        // limit.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(max_handles);
         CallState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter,
             plugin,
         }

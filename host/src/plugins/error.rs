@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::bindings::types::DriverError as WitDriverError;
+use super::limits::SandboxLimit;
 
 /// An error a driver returned, one case per case of the WIT `driver-error`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,15 +87,16 @@ pub enum PluginError {
         /// The limit.
         limit: Duration,
     },
-    /// The call tried to use more memory than its limit and was stopped.
-    #[error("{plugin}.{op} exceeded its memory limit of {limit_mib} MiB and was stopped")]
-    MemoryExceeded {
+    /// The call ran into a bound of its sandbox (memory, tables,
+    /// instances, resource handles) and was stopped.
+    #[error("{plugin}.{op} exceeded its limit of {limit} and was stopped")]
+    LimitExceeded {
         /// The plugin.
         plugin: String,
         /// The operation.
         op: &'static str,
-        /// The limit.
-        limit_mib: u64,
+        /// The bound.
+        limit: SandboxLimit,
     },
     /// The plugin crashed (trapped) during the call.
     #[error("{plugin}.{op} crashed: {}", crate::redact::log_text(message))]
@@ -135,7 +137,7 @@ impl PluginError {
             PluginError::Trapped { plugin, op, .. } => format!("{plugin}.{op} crashed"),
             PluginError::Load { plugin, .. } => format!("plugin {plugin} cannot be loaded"),
             PluginError::Setup { plugin, .. } => format!("plugin {plugin} cannot start a call"),
-            PluginError::TimedOut { .. } | PluginError::MemoryExceeded { .. } => self.to_string(),
+            PluginError::TimedOut { .. } | PluginError::LimitExceeded { .. } => self.to_string(),
         }
     }
 

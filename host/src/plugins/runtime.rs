@@ -7,21 +7,20 @@ use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config as EngineConfig, Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::bindings;
+use super::cache::{self, CompiledCache};
 use super::call_state::{CallState, PluginIdentity};
 use super::error::PluginError;
 use super::exec::ExecAllowlist;
 use super::http::HttpAllowlist;
-use super::limits::MemoryLimiter;
+use super::limits::{self, CallLimiter, CallLimits, LimitRecord};
 use crate::config::{Config, PluginConfig};
 
 /// How often the epoch advances; the granularity of call time limits.
@@ -33,13 +32,22 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct PluginRuntime {
     engine: Engine,
     linker: Linker<CallState>,
-    cache_dir: PathBuf,
+    /// `None` when the cache directory failed its checks: then every
+    /// plugin is compiled at start-up.
+    cache: Option<CompiledCache>,
 }
 
 impl PluginRuntime {
     /// Creates the engine (async, with epoch interruption) and the linker
     /// with WASI and Vessel's host interfaces. Compiled components are cached
-    /// in `cache_dir`.
+    /// in `cache_dir`, sealed with the key in `<cache_dir>.key` (see
+    /// [`cache`](super::cache)).
+    ///
+    /// A cache directory that cannot be used safely (another user's, one
+    /// others may write to, a key others may read) is not used at all: the
+    /// host logs why and how to fix it, and compiles its plugins at every
+    /// start. The cache only saves start-up time, so it never stops the
+    /// host, and never makes it load code it did not compile itself.
     pub fn new(cache_dir: PathBuf) -> Result<PluginRuntime, PluginError> {
         let setup = |reason: String| PluginError::Setup {
             plugin: "runtime".into(),
@@ -69,10 +77,22 @@ impl PluginRuntime {
             })
             .map_err(|e| setup(format!("cannot start the epoch thread: {e}")))?;
 
+        let cache = match CompiledCache::open(&cache_dir) {
+            Ok(cache) => Some(cache),
+            Err(error) => {
+                tracing::warn!(
+                    event = "plugin_cache.unused",
+                    dir = %cache_dir.display(),
+                    %error,
+                    "not using the compiled-plugin cache: plugins are compiled at every start"
+                );
+                None
+            }
+        };
         Ok(PluginRuntime {
             engine,
             linker,
-            cache_dir,
+            cache,
         })
     }
 
@@ -143,14 +163,18 @@ impl PluginRuntime {
             dirs,
             network: Arc::new(plugin.grants.network.iter().copied().collect()),
             call_timeout: plugin.call_timeout,
-            memory_limit_mib: plugin.memory_limit_mib,
+            limits: CallLimits {
+                memory_mib: plugin.memory_limit_mib,
+                max_handles: usize::try_from(plugin.max_handles).unwrap_or(usize::MAX),
+            },
         };
         Ok((loaded, component))
     }
 
     /// Compiles the component at `path`, or loads its compiled form from the
-    /// cache. The cache key is the component's SHA-256 together with the
-    /// engine's compatibility hash, so a new Vessel never loads stale code.
+    /// cache. The entry's name is the component's SHA-256 together with the
+    /// engine's compatibility hash, so a new Vessel never loads stale code;
+    /// the cache hands back only entries sealed with its key.
     fn compile(&self, path: &Path) -> Result<Component, String> {
         let bytes = std::fs::read(path).map_err(|e| {
             format!("cannot read it ({e}); build the plugins with scripts/build-plugins")
@@ -159,17 +183,15 @@ impl PluginRuntime {
         self.engine
             .precompile_compatibility_hash()
             .hash(&mut engine_hash);
-        let key = format!("{:x}-{:016x}", Sha256::digest(&bytes), engine_hash.finish());
-        let cached = self.cache_dir.join(format!("{key}.cwasm"));
-        if cached.exists() {
-            // SAFETY: the cache directory is Vessel's own (under its data
-            // directory or an operator-chosen path), written only by
-            // `precompile_component` below, and the key pins both the
-            // source and the engine configuration.
-            match unsafe { Component::deserialize_file(&self.engine, &cached) } {
+        let name = cache::entry_name(&bytes, engine_hash.finish());
+        if let Some(code) = self.cache.as_ref().and_then(|cache| cache.load(&name)) {
+            // SAFETY: the cache returns only code sealed with its secret key,
+            // checked on these very bytes: code this host's engine (of this
+            // configuration, which the name pins) compiled from this source.
+            match unsafe { Component::deserialize(&self.engine, &code) } {
                 Ok(component) => return Ok(component),
                 Err(e) => {
-                    tracing::warn!(path = %cached.display(), error = %e, "ignoring unusable compiled plugin")
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled plugin")
                 }
             }
         }
@@ -179,19 +201,14 @@ impl PluginRuntime {
             .precompile_component(&bytes)
             .map_err(|e| format!("it is not a valid component: {e:?}"))?;
         tracing::info!(path = %path.display(), elapsed_ms = started.elapsed().as_millis() as u64, "compiled plugin");
-        if let Err(e) = write_atomically(&self.cache_dir, &cached, &compiled) {
-            tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot cache compiled plugin");
+        if let Some(cache) = &self.cache
+            && let Err(e) = cache.store(&name, &compiled)
+        {
+            tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot cache compiled plugin");
         }
         // SAFETY: `compiled` was produced by this engine just now.
         unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| e.to_string())
     }
-}
-
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 /// A directory granted to a plugin.
@@ -209,7 +226,7 @@ pub(super) struct LoadedPlugin {
     dirs: Vec<DirPreopen>,
     network: Arc<HashSet<SocketAddr>>,
     call_timeout: Duration,
-    memory_limit_mib: u64,
+    limits: CallLimits,
 }
 
 impl LoadedPlugin {
@@ -263,16 +280,19 @@ impl LoadedPlugin {
         &self,
         op: &'static str,
     ) -> Result<(Store<CallState>, CallWatch), PluginError> {
-        let exceeded = Arc::new(AtomicBool::new(false));
-        let limit_bytes =
-            usize::try_from(self.memory_limit_mib * 1024 * 1024).unwrap_or(usize::MAX);
+        let hit = LimitRecord::default();
         let state = CallState::new(
             self.wasi()?,
-            MemoryLimiter::new(limit_bytes, exceeded.clone()),
+            CallLimiter::new(self.limits, hit.clone()),
+            self.limits.max_handles,
             self.identity.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // The component model's own handle tables (handles a guest holds,
+        // in every instance of the call) get the same bound as the host's
+        // resource table (what the handles stand for).
+        store.set_max_component_handles(self.limits.max_handles);
         // Wasm code yields to the executor at every epoch tick, so a busy
         // loop never holds a tokio worker; past the deadline it is stopped.
         // The yield is tokio's own, which lets the runtime poll its I/O
@@ -297,8 +317,8 @@ impl LoadedPlugin {
                 plugin: self.identity.name.clone(),
                 op,
                 timeout: self.call_timeout,
-                memory_limit_mib: self.memory_limit_mib,
-                memory_exceeded: exceeded,
+                limits: self.limits,
+                hit,
             },
         ))
     }
@@ -310,8 +330,8 @@ pub(super) struct CallWatch {
     plugin: String,
     op: &'static str,
     timeout: Duration,
-    memory_limit_mib: u64,
-    memory_exceeded: Arc<AtomicBool>,
+    limits: CallLimits,
+    hit: LimitRecord,
 }
 
 impl CallWatch {
@@ -338,11 +358,16 @@ impl CallWatch {
     }
 
     fn classify(&self, error: wasmtime::Error) -> PluginError {
-        if self.memory_exceeded.load(Ordering::SeqCst) {
-            return PluginError::MemoryExceeded {
+        let limit = self
+            .hit
+            .get()
+            .copied()
+            .or_else(|| limits::limit_in_error(&error, &self.limits));
+        if let Some(limit) = limit {
+            return PluginError::LimitExceeded {
                 plugin: self.plugin.clone(),
                 op: self.op,
-                limit_mib: self.memory_limit_mib,
+                limit,
             };
         }
         if error.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {

@@ -6,6 +6,10 @@
 //!
 //! - `loop`: spins forever (the call limit must stop it);
 //! - `alloc`: allocates until memory runs out (the memory limit must stop it);
+//! - `handles:<path>`: opens the file or directory at `path` again and
+//!   again, holding every handle (the handle limit must stop it);
+//! - `listings:<path>`: starts listing the directory at `path` again and
+//!   again, holding every listing (a descriptor and a directory stream each);
 //! - `trap`: panics;
 //! - `exec:<program>:<arg>...`: runs `<program>` through `process.exec`
 //!   with the `timeout_ms` setting, returning stdout, or the error;
@@ -20,6 +24,16 @@
 //!   returning the status, or the error;
 //! - `env`: returns the environment variables it sees, `;`-separated;
 //! - `settings`: returns its settings as `k=v;...`.
+//!
+//! The probes that open handles give up after [`MAX_PROBE_HANDLES`] and
+//! report how many they hold, so that a host without a handle limit fails
+//! its test instead of running out of file descriptors.
+//!
+//! Some attacks cannot be written in Rust: a Rust guest has one linear
+//! memory, cannot grow a table, and a Rust component has a fixed handful of
+//! instances. The end-to-end tests build components that do those things
+//! (several memories, a growing table, many instances, memories and tables)
+//! from the same contract; see `tests/support/hostile_components.rs`.
 //!
 //! The VM id of a session of user `{probe}` (`vessel-{probe}-0`, for a
 //! lower-case probe name) runs that probe too, so a start's liveness check
@@ -39,6 +53,30 @@ use vessel::infra::process::{ExecRequest, exec};
 use vessel::infra::types::{DriverError, VmInfo, VmSpec, VmState};
 
 struct Hostile;
+
+/// The most handles the handle probes try to hold.
+const MAX_PROBE_HANDLES: usize = 10_000;
+
+/// Opens handles with `open` until it fails or [`MAX_PROBE_HANDLES`] are
+/// held; reports how many it held.
+fn hoard<T>(
+    what: &str,
+    mut open: impl FnMut() -> std::io::Result<T>,
+) -> Result<Option<VmInfo>, DriverError> {
+    let mut held = Vec::new();
+    while held.len() < MAX_PROBE_HANDLES {
+        match open() {
+            Ok(handle) => held.push(handle),
+            Err(e) => {
+                return Err(DriverError::Denied(format!(
+                    "{what}: refused after {} handles: {e}",
+                    held.len()
+                )));
+            }
+        }
+    }
+    Ok(answer(format!("held {} {what} handles", held.len())))
+}
 
 fn answer(text: String) -> Option<VmInfo> {
     Some(VmInfo {
@@ -93,6 +131,13 @@ impl Guest for Hostile {
                 }
             }
             "trap" => panic!("hostile: trapping on purpose"),
+            "handles" => hoard("file", || std::fs::File::open(rest)),
+            "listings" => hoard("listing", || {
+                let mut listing = std::fs::read_dir(rest)?;
+                // The first entry makes sure the directory stream is open.
+                listing.next().transpose()?;
+                Ok(listing)
+            }),
             "exec" => {
                 let mut parts = rest.split(':').map(str::to_string);
                 let program = parts.next().unwrap_or_default();
