@@ -26,6 +26,7 @@ pub mod config;
 pub mod ids;
 pub mod metrics;
 pub mod names;
+pub mod paths;
 pub mod plugins;
 pub mod reaper;
 pub mod reconcile;

@@ -82,33 +82,44 @@ pub fn load_or_create(data_dir: &Path) -> Result<KeyFile, KeyFileError> {
         }
         Err(error) if error.kind() == ErrorKind::NotFound => {
             std::fs::create_dir_all(data_dir).map_err(io)?;
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes).map_err(|e| KeyFileError::Random(e.to_string()))?;
-            let key: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            // create_new: two hosts starting at once on one data_dir cannot
-            // both write a key; the loser reads the winner's.
-            let created = OpenOptions::new()
+            let key = hex(&random_bytes::<32>()?);
+            // Written whole under a temporary name, then linked into place:
+            // two hosts starting at once on one data_dir cannot both make a
+            // key, and neither ever reads a half-written one.
+            let tmp = data_dir.join(format!(".{FILE_NAME}.{}", hex(&random_bytes::<8>()?)));
+            let mut file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(&path);
-            match created {
-                Ok(mut file) => {
-                    file.write_all(format!("{key}\n").as_bytes())
-                        .and_then(|()| file.sync_all())
-                        .map_err(io)?;
-                    Ok(KeyFile {
-                        key: key.into_bytes(),
-                        path,
-                        created: true,
-                    })
-                }
+                .open(&tmp)
+                .map_err(io)?;
+            let written = file
+                .write_all(format!("{key}\n").as_bytes())
+                .and_then(|()| file.sync_all());
+            let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+            let _ = std::fs::remove_file(&tmp);
+            match linked {
+                Ok(()) => Ok(KeyFile {
+                    key: key.into_bytes(),
+                    path,
+                    created: true,
+                }),
                 Err(error) if error.kind() == ErrorKind::AlreadyExists => load_or_create(data_dir),
                 Err(error) => Err(io(error)),
             }
         }
         Err(error) => Err(io(error)),
     }
+}
+
+fn random_bytes<const N: usize>() -> Result<[u8; N], KeyFileError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|e| KeyFileError::Random(e.to_string()))?;
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -126,6 +137,20 @@ mod tests {
         let again = load_or_create(dir.path()).unwrap();
         assert!(!again.created);
         assert_eq!(again.key, made.key);
+    }
+
+    #[test]
+    fn hosts_starting_together_share_one_whole_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| load_or_create(dir.path()).unwrap().key))
+                .collect();
+            starts.into_iter().map(|s| s.join().unwrap()).collect()
+        });
+        assert!(keys.iter().all(|key| key == &keys[0] && key.len() == 64));
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

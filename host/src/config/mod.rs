@@ -803,6 +803,13 @@ impl Config {
                 }
             }
             for dir in &plugin.grants.dirs {
+                if let Some(why) = self.holds_own_files(&dir.host) {
+                    return invalid(format!(
+                        "plugins.{role}.grants.dirs: {} {why}: a plugin granted it could read \
+                         Vessel's keys or change what Vessel loads or copies",
+                        dir.host.display()
+                    ));
+                }
                 if !dir.guest.starts_with('/') {
                     return invalid(format!(
                         "plugins.{role}.grants.dirs: guest path {:?} must be absolute",
@@ -820,6 +827,28 @@ impl Config {
         self.http.request_timeout.unwrap_or(
             self.session.start_timeout + self.session.stop_timeout + Duration::from_secs(30),
         )
+    }
+
+    /// Why a directory granted at `host` would expose Vessel's own files
+    /// (the data directory with its keys and store, the compiled-plugin
+    /// cache, the staged projects), if it would.
+    fn holds_own_files(&self, host: &Path) -> Option<&'static str> {
+        let absolute = |path: &Path| {
+            std::path::absolute(path)
+                .map(|p| crate::paths::normalize(&p))
+                .unwrap_or_else(|_| crate::paths::normalize(path))
+        };
+        let granted = absolute(&self.expand(host));
+        let data_dir = absolute(&self.data_dir);
+        if data_dir.starts_with(&granted) {
+            Some("is Vessel's data directory or holds it")
+        } else if granted.starts_with(absolute(&self.plugin_cache_dir())) {
+            Some("is inside the compiled-plugin cache")
+        } else if granted.starts_with(data_dir.join("staging")) {
+            Some("is inside the staging area of projects")
+        } else {
+            None
+        }
     }
 
     /// Expands `{data_dir}` at the start of a configured path.
@@ -1010,6 +1039,24 @@ mod tests {
             printed.contains(r#""PATH": "/usr/bin""#),
             "non-secret values stay: {printed}"
         );
+    }
+
+    #[test]
+    fn a_grant_of_vessels_own_files_is_a_configuration_error() {
+        for host in [
+            "{data_dir}",
+            "{data_dir}/..",
+            "/",
+            "{data_dir}/cache",
+            "{data_dir}/staging/x",
+        ] {
+            let mut config = Config::default();
+            config.plugins.proxy.grants.dirs[0].host = PathBuf::from(host);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("could read Vessel's keys"), "{host}: {err}");
+        }
+        // The mocks' own state directories under data_dir are fine.
+        Config::default().validate().unwrap();
     }
 
     #[test]

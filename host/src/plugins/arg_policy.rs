@@ -12,7 +12,9 @@
 //! `DIR` once `.` and `..` are removed lexically).
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use crate::paths::normalize;
 
 use regex::Regex;
 
@@ -54,21 +56,6 @@ impl Pattern {
             }
         }
     }
-}
-
-/// `path` without `.` and `..`, lexically.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
 }
 
 /// One allowed argument list.

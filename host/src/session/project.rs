@@ -1,7 +1,9 @@
 //! Where a start's project may come from: the check of `projectPath`
 //! against the operator's project roots.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use crate::paths::normalize;
 
 use super::error::SessionError;
 
@@ -15,22 +17,6 @@ pub struct ProjectRoots {
     /// without it means nowhere.
     roots: Vec<PathBuf>,
     allow_any: bool,
-}
-
-/// `path` with `.` and `..` removed lexically, without touching the file
-/// system (so a path's answer never depends on what exists there).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            Component::Normal(part) => out.push(part),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
 }
 
 impl ProjectRoots {
