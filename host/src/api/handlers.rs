@@ -80,6 +80,7 @@ pub async fn start(
     Ok(Json(StartResponse {
         session: SessionView::of(&user, Some(started.record)),
         reused: started.reused,
+        health: started.health,
     }))
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::ids::UserId;
+pub use crate::session::liveness::VmHealth;
 use crate::store::{SessionRecord, SessionStatus};
 
 /// The pattern every user id matches (checked by the host; in the spec so
@@ -99,7 +100,8 @@ impl SessionView {
     }
 }
 
-/// `POST /start` answer: the session, and whether it was already running.
+/// `POST /start` answer: the session, whether it was already running, and
+/// what the start found out about its VM.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StartResponse {
@@ -108,6 +110,10 @@ pub struct StartResponse {
     pub session: SessionView,
     /// `true` when the session already ran (nothing was created).
     pub reused: bool,
+    /// `ok`; `unresponsive` (the VM runs but its dev server did not answer:
+    /// tell the user, and retry); `unknown` (the VM driver could not be
+    /// asked; the session is kept); `unchecked` (`liveness = "none"`).
+    pub health: VmHealth,
 }
 
 /// Where a stopped session is.

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use super::handlers;
 use super::model::{
     ErrorDetail, ErrorResponse, Health, HealthState, SessionState, SessionView, StartRequest,
-    StartResponse, StopResponse, StopState, StoreHealth, UserRequest,
+    StartResponse, StopResponse, StopState, StoreHealth, UserRequest, VmHealth,
 };
 
 /// The document's description of the API as a whole.
@@ -39,6 +39,7 @@ use super::model::{
         SessionState,
         SessionView,
         StartResponse,
+        VmHealth,
         StopState,
         StopResponse,
         HealthState,

@@ -190,9 +190,17 @@ pub struct SessionConfig {
     /// The longest a stop (route and VM removal) may take. Default `60s`.
     #[serde(with = "humantime_serde")]
     pub stop_timeout: Duration,
-    /// How long the TCP liveness check waits for a connection. Default `500ms`.
+    /// How long one TCP liveness probe waits for a connection. Default
+    /// `500ms`.
     #[serde(with = "humantime_serde")]
     pub liveness_timeout: Duration,
+    /// How many more probes follow a failed one before the VM driver is
+    /// asked whether the VM still runs (a failed probe alone never ends a
+    /// session). Default `2`.
+    pub liveness_retries: u32,
+    /// The pause between probes. Default `200ms`.
+    #[serde(with = "humantime_serde")]
+    pub liveness_retry_delay: Duration,
     /// The lease of a start or stop in progress. The host doing it renews
     /// it every third of this; when a host dies, its unfinished start or
     /// stop is taken over (by the user's next start, the Reaper or the
@@ -227,6 +235,8 @@ impl Default for SessionConfig {
             start_timeout: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(60),
             liveness_timeout: Duration::from_millis(500),
+            liveness_retries: 2,
+            liveness_retry_delay: Duration::from_millis(200),
             lease: Duration::from_secs(30),
             max_sessions: 0,
         }
@@ -359,6 +369,12 @@ pub struct PluginConfig {
     /// and most hold an open file descriptor of the host). Past it the call
     /// is stopped. Default `256`.
     pub max_handles: u32,
+    /// The most calls of this plugin that run at once on this host; more
+    /// wait their turn. `0` means no limit. Default: no limit for the VM
+    /// driver, `1` for the proxy driver, since nginx's check and reload of
+    /// one change must not overlap another's (raise it for a proxy whose
+    /// backend takes concurrent changes, such as Caddy).
+    pub max_concurrent_calls: Option<u32>,
     /// For the VM driver: how a cache hit checks liveness (`tcp`, `inspect`
     /// or `none`). Default `tcp`; the mock VM's default is `inspect`, since
     /// its addresses serve nothing. Ignored for the proxy driver.
@@ -400,6 +416,8 @@ impl std::fmt::Debug for PluginConfig {
             .field("path", &self.path)
             .field("call_timeout", &self.call_timeout)
             .field("memory_limit_mib", &self.memory_limit_mib)
+            .field("max_handles", &self.max_handles)
+            .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("liveness", &self.liveness)
             .field("settings", &redacted(&self.settings))
             .field("grants", &self.grants)
@@ -414,6 +432,7 @@ impl Default for PluginConfig {
             call_timeout: Duration::from_secs(60),
             memory_limit_mib: 64,
             max_handles: 256,
+            max_concurrent_calls: None,
             liveness: Liveness::Tcp,
             settings: BTreeMap::new(),
             grants: Grants::default(),

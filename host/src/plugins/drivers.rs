@@ -19,6 +19,7 @@ use crate::config::{Config, PluginConfig};
 /// the driver's WIT error.
 macro_rules! driver_call {
     ($self:ident, $op:literal, |$instance:ident, $store:ident| $call:expr) => {{
+        let _turn = $self.plugin.turn().await;
         let (mut $store, watch) = $self.plugin.begin($op)?;
         let answer = watch
             .run(async {

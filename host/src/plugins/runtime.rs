@@ -167,6 +167,13 @@ impl PluginRuntime {
                 memory_mib: plugin.memory_limit_mib,
                 max_handles: usize::try_from(plugin.max_handles).unwrap_or(usize::MAX),
             },
+            turns: {
+                let default = if role == "proxy" { 1 } else { 0 };
+                match plugin.max_concurrent_calls.unwrap_or(default) {
+                    0 => None,
+                    n => Some(Arc::new(tokio::sync::Semaphore::new(n as usize))),
+                }
+            },
         };
         Ok((loaded, component))
     }
@@ -227,12 +234,24 @@ pub(super) struct LoadedPlugin {
     network: Arc<HashSet<SocketAddr>>,
     call_timeout: Duration,
     limits: CallLimits,
+    /// Turns for calls when the plugin's calls may not all run at once.
+    turns: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl LoadedPlugin {
     /// The plugin's name for logs and errors.
     pub(super) fn name(&self) -> &str {
         &self.identity.name
+    }
+
+    /// Waits for this call's turn, when the plugin's calls may not all run
+    /// at once (`max_concurrent_calls`); the turn ends when the permit is
+    /// dropped. The wait is not counted in the call's time limit.
+    pub(super) async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        match &self.turns {
+            Some(turns) => turns.clone().acquire_owned().await.ok(),
+            None => None,
+        }
     }
 
     /// The WASI context of one call: the granted directories, TCP to the

@@ -2,7 +2,6 @@
 //! bounded in time, and undone on failure.
 
 use std::future::Future;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,13 +10,14 @@ use std::time::{Duration, Instant};
 use serde_json::Map;
 
 use super::error::SessionError;
+use super::liveness::{LivenessChecks, LivenessSettings, Verdict, VmHealth};
 use super::project::ProjectRoots;
 use super::staging::{StagedProject, StagingError, StagingPolicy};
 use crate::clock::Clock;
 use crate::config::{Config, Liveness};
 use crate::ids::UserId;
 use crate::metrics::Metrics;
-use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec, VmState};
+use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec};
 use crate::store::{
     Capacity, HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore,
     StartStep, StopClaim, StopCondition,
@@ -55,8 +55,12 @@ pub struct SessionSettings {
     pub stop_timeout: Duration,
     /// How a cache hit checks that the VM still runs.
     pub liveness: Liveness,
-    /// The bound of the TCP liveness check.
+    /// The bound of one TCP liveness probe.
     pub liveness_timeout: Duration,
+    /// Probes after a failed one, before the driver is asked.
+    pub liveness_retries: u32,
+    /// The pause between probes.
+    pub liveness_retry_delay: Duration,
     /// The lease of a start or stop in progress (renewed every third).
     pub lease: Duration,
     /// The most sessions the fleet holds; `None` for no limit.
@@ -88,6 +92,8 @@ impl SessionSettings {
             stop_timeout: session.stop_timeout,
             liveness: config.plugins.vm.liveness,
             liveness_timeout: session.liveness_timeout,
+            liveness_retries: session.liveness_retries,
+            liveness_retry_delay: session.liveness_retry_delay,
             lease: session.lease,
             max_sessions: (session.max_sessions > 0).then_some(session.max_sessions),
             max_sessions_per_starter: (config.limits.max_sessions_per_token > 0)
@@ -108,6 +114,8 @@ pub struct Started {
     pub record: SessionRecord,
     /// Whether it already ran (a cache hit) rather than being created now.
     pub reused: bool,
+    /// What the start found out about the VM.
+    pub health: VmHealth,
 }
 
 /// The result of a stop.
@@ -175,6 +183,7 @@ pub struct SessionManager {
     clock: Arc<dyn Clock>,
     owners: OwnerTokens,
     metrics: Arc<Metrics>,
+    liveness: LivenessChecks,
 }
 
 impl SessionManager {
@@ -189,7 +198,18 @@ impl SessionManager {
         host_id: String,
         metrics: Arc<Metrics>,
     ) -> SessionManager {
+        let liveness = LivenessChecks::new(
+            vm.clone(),
+            LivenessSettings {
+                liveness: settings.liveness,
+                port: settings.service_port(),
+                timeout: settings.liveness_timeout,
+                retries: settings.liveness_retries,
+                retry_delay: settings.liveness_retry_delay,
+            },
+        );
         SessionManager {
+            liveness,
             store,
             vm,
             proxy,
@@ -263,17 +283,26 @@ impl SessionManager {
         loop {
             match self.store.get(user).await? {
                 Some(record) if record.status == SessionStatus::Active => {
-                    if self.is_live(&record).await {
-                        self.metrics.incr("vessel_starts_total", "result=\"hit\"");
-                        return Ok(Started {
-                            record,
-                            reused: true,
-                        });
-                    }
-                    tracing::warn!(user_id = %user, vm_id = %record.vm_id, "session VM is gone; starting afresh");
-                    let claim = self.claim(StopCondition::Active);
-                    if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
-                        self.teardown(user, &claimed).await?;
+                    match self.liveness.verdict(&record).await {
+                        Verdict::Alive(health) => {
+                            self.metrics.incr("vessel_starts_total", "result=\"hit\"");
+                            return Ok(Started {
+                                record,
+                                reused: true,
+                                health,
+                            });
+                        }
+                        Verdict::Gone => {
+                            tracing::warn!(event = "session.vm_gone", user_id = %user, vm_id = %record.vm_id,
+                                "the VM driver says the session's VM is gone; starting afresh");
+                            // Only this session: another start may have
+                            // replaced it meanwhile.
+                            let condition = StopCondition::ActiveCreatedAt(record.created_at);
+                            let claim = self.claim(condition);
+                            if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
+                                self.teardown(user, &claimed).await?;
+                            }
+                        }
                     }
                 }
                 Some(record) if record.updated_at < self.lease_cutoff() => {
@@ -305,6 +334,7 @@ impl SessionManager {
                             return Ok(Started {
                                 record: record?,
                                 reused: false,
+                                health: VmHealth::Ok,
                             });
                         }
                         InsertOutcome::Full => {
@@ -471,36 +501,6 @@ impl SessionManager {
             project_path: project_path.map(str::to_string),
             started_by: None,
             extra: Map::new(),
-        }
-    }
-
-    /// Whether the VM of an active record still runs.
-    async fn is_live(&self, record: &SessionRecord) -> bool {
-        match self.settings.liveness {
-            Liveness::None => true,
-            Liveness::Tcp => {
-                let Some(ip) = record
-                    .ip
-                    .as_deref()
-                    .and_then(|ip| ip.parse::<IpAddr>().ok())
-                else {
-                    return false;
-                };
-                let connect = tokio::net::TcpStream::connect((ip, self.settings.service_port()));
-                matches!(
-                    tokio::time::timeout(self.settings.liveness_timeout, connect).await,
-                    Ok(Ok(_))
-                )
-            }
-            Liveness::Inspect => match self.vm.inspect(&record.vm_id).await {
-                Ok(Some(info)) => info.state == VmState::Running,
-                Ok(None) => false,
-                Err(error) => {
-                    // A driver hiccup must not destroy a session that may be fine.
-                    tracing::warn!(vm_id = %record.vm_id, %error, "liveness inspect failed; assuming alive");
-                    true
-                }
-            },
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`error`] — [`SessionError`].
 
 pub mod error;
+pub mod liveness;
 pub mod manager;
 pub mod project;
 pub mod staging;

@@ -106,8 +106,12 @@ pub enum HeartbeatOutcome {
 /// Which sessions a stop claim may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopCondition {
-    /// An active session (a user's stop, or a dead VM found on a start).
+    /// An active session (a user's stop).
     Active,
+    /// The active session started at this time (`createdAt`) and no other:
+    /// a start that found its VM gone ends that session, never one that
+    /// replaced it meanwhile.
+    ActiveCreatedAt(u64),
     /// An active session whose `lastHeartbeat` is before this time (the
     /// Reaper's idle sweep).
     IdleBefore(u64),
@@ -124,6 +128,9 @@ impl StopCondition {
     pub fn matches(self, record: &SessionRecord) -> bool {
         match self {
             StopCondition::Active => record.status == SessionStatus::Active,
+            StopCondition::ActiveCreatedAt(created_at) => {
+                record.status == SessionStatus::Active && record.created_at == created_at
+            }
             StopCondition::IdleBefore(cutoff) => {
                 record.status == SessionStatus::Active && record.last_heartbeat < cutoff
             }

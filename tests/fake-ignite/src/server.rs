@@ -2,6 +2,12 @@
 //! `ignite __serve …`, detached in its own session with its standard streams
 //! on /dev/null, and serves HTTP on the VM's address until it is killed or
 //! its VM directory (or the whole state directory) disappears.
+//!
+//! **FAKE:** while a file `paused` exists in the VM's directory, the server
+//! closes its listening socket (connections are refused, as when a dev
+//! server inside the VM is down or restarting) and listens again once the
+//! file is gone; the VM itself keeps running as far as `ignite` is
+//! concerned. Tests use it to play a slow or stalled dev server.
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::fd::{AsFd, OwnedFd};
@@ -70,14 +76,27 @@ pub fn serve_main(args: &[String]) -> i32 {
         vm_name: name.clone(),
     });
     let (state_dir, vm_dir) = (PathBuf::from(state_dir), PathBuf::from(vm_dir));
+    let Ok(address) = listener.local_addr() else {
+        return 1;
+    };
+    let mut listener = Some(listener);
     let mut last_check = Instant::now();
     loop {
-        match listener.accept() {
-            Ok((stream, _)) => {
+        match listener.as_ref().map(TcpListener::accept) {
+            Some(Ok((stream, _))) => {
                 let site = Arc::clone(&site);
                 thread::spawn(move || http::handle(stream, &site));
             }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
+            Some(Err(_)) | None => thread::sleep(Duration::from_millis(20)),
+        }
+        let paused = vm_dir.join("paused").exists();
+        if paused && listener.is_some() {
+            // Closed: connections are refused until the file goes.
+            listener = None;
+        } else if !paused && listener.is_none() {
+            listener = TcpListener::bind(address)
+                .ok()
+                .filter(|l| l.set_nonblocking(true).is_ok());
         }
         if last_check.elapsed() >= WATCH_INTERVAL {
             if !vm_dir.is_dir() || !state_dir.is_dir() {
