@@ -176,6 +176,11 @@ impl HttpAllowlist {
                 reqwest::Client::builder()
                     .redirect(reqwest::redirect::Policy::none())
                     .no_proxy()
+                    // A fresh connection per request: a server that closes
+                    // its idle connections when it reconfigures (Caddy's
+                    // admin API does, on every change) would otherwise fail
+                    // the next request on a pooled one.
+                    .pool_max_idle_per_host(0)
                     .build()
                     .map_err(|e| format!("cannot create the HTTP client: {e}"))?,
             )

@@ -56,19 +56,37 @@ fn layout() -> Result<Layout, DriverError> {
 }
 
 /// One admin API request.
+/// How many times a request refused at connect is tried.
+const ATTEMPTS: u32 = 5;
+
+/// One admin API request. Caddy restarts its admin endpoint when it loads a
+/// new configuration, which every change does, so a connection can be
+/// refused for a moment after one: such a request never reached Caddy and
+/// is tried again (any other failure is not, since it may have been
+/// applied).
 fn call(
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
 ) -> Result<Response, DriverError> {
     let timeout_ms = setting("timeout_ms", "10000").parse().unwrap_or(10_000);
-    send(&Request {
+    let request = Request {
         method: method.to_string(),
         url: format!("{}{path}", admin()),
         headers: vec![("content-type".to_string(), "application/json".to_string())],
         body: body.map(|b| b.to_string().into_bytes()),
         timeout_ms,
-    })
+    };
+    let mut attempt = 1;
+    loop {
+        match send(&request) {
+            Err(DriverError::Unavailable(_)) if attempt < ATTEMPTS => {
+                std::thread::sleep(std::time::Duration::from_millis(50 << attempt));
+                attempt += 1;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 /// Turns an unexpected status into the contract's error, with Caddy's
