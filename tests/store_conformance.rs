@@ -130,3 +130,73 @@ async fn redis_scans_never_use_keys() {
     assert!(stats.contains("cmdstat_scan:"), "{stats}");
     assert!(!stats.contains("cmdstat_keys:"), "KEYS was used:\n{stats}");
 }
+
+/// A heartbeat on a record as Vessel writes it is one round trip (one
+/// script call, no GET), changes the two times and nothing else (fields
+/// Vessel does not know keep their exact values), and a record bound to
+/// another user's VM is refused without being touched.
+#[tokio::test]
+async fn redis_heartbeats_take_one_round_trip_and_touch_nothing_else() {
+    use vessel::ids::UserId;
+    use vessel::store::{Capacity, HeartbeatOutcome, SessionStatus, SessionStore};
+
+    let server = RedisServer::start();
+    let store = RedisStore::new(&server.url(), Duration::from_secs(5)).unwrap();
+    let record = store_suite::record("fast", SessionStatus::Active, "", 10);
+    store.insert_new(&record, Capacity::NONE).await.unwrap();
+    let mut raw = server.get_json("session:fast").unwrap();
+    raw["ticket"] = serde_json::json!("OPS-1");
+    raw["quota"] = serde_json::json!(12345678901234567u64);
+    raw["tags"] = serde_json::json!([]);
+    server.set_json("session:fast", &raw);
+
+    let calls = |name: &str| {
+        let mut conn = server.connection();
+        let info: String = ::redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut conn)
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("cmdstat_{name}:calls=")))
+            .and_then(|rest| rest.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let user = UserId::parse("fast").unwrap();
+    store.heartbeat(&user, 2_000).await.unwrap(); // loads the script
+    // Commands a script runs count too: one round trip is one EVALSHA
+    // whose script reads once; the general path would add a GET of its own
+    // and a second script.
+    let (gets, scripts) = (calls("get"), calls("evalsha"));
+    let updated = match store.heartbeat(&user, 3_000).await.unwrap() {
+        HeartbeatOutcome::Updated(updated) => updated,
+        other => panic!("expected an update, got {other:?}"),
+    };
+    assert_eq!(calls("get"), gets + 1, "a heartbeat read the record first");
+    assert_eq!(calls("evalsha"), scripts + 1);
+    assert_eq!((updated.last_heartbeat, updated.updated_at), (3_000, 3_000));
+    let after = server.get_json("session:fast").unwrap();
+    assert_eq!(after["lastHeartbeat"], 3_000);
+    assert_eq!(after["updatedAt"], 3_000);
+    assert_eq!(after["quota"], 12345678901234567u64);
+    assert_eq!(after["tags"], serde_json::json!([]));
+    assert_eq!(after["ticket"], "OPS-1");
+
+    // Look-alike fields nested in an operator's own data are never the
+    // ones a heartbeat changes: the heartbeat still lands on the record's.
+    let mut nested = after.clone();
+    nested["audit"] = serde_json::json!({"lastHeartbeat": 1, "updatedAt": 1, "status": "active"});
+    server.set_json("session:fast", &nested);
+    store.heartbeat(&user, 5_000).await.unwrap();
+    let beaten = server.get_json("session:fast").unwrap();
+    assert_eq!(beaten["lastHeartbeat"], 5_000);
+    assert_eq!(beaten["audit"], nested["audit"]);
+
+    // A copy of another user's record under mallory's key: refused, untouched.
+    let mut forged = after.clone();
+    forged["userId"] = serde_json::json!("mallory");
+    server.set_json("session:mallory", &forged);
+    let mallory = UserId::parse("mallory").unwrap();
+    let error = store.heartbeat(&mallory, 4_000).await.unwrap_err();
+    assert!(error.to_string().contains("mallory"), "{error}");
+    assert_eq!(server.get_json("session:mallory").unwrap(), forged);
+}
