@@ -2,19 +2,30 @@
 //!
 //! redb is a pure-Rust, ACID, crash-safe key-value store with serialisable
 //! write transactions and no server to run, which is what a single-machine
-//! default needs: state survives a restart of the host (or of the machine),
-//! and every [`SessionStore`] method is one write transaction, hence atomic.
+//! default needs: state survives a restart of the host (or of the machine).
 //! Records are stored as the same JSON as in Redis, keyed by user id.
+//!
+//! Every change is one [`Transition`] applied by the [`writer`] thread, which
+//! commits the changes queued meanwhile in one durable write transaction
+//! (group commit): each change reads what the ones before it wrote, as if it
+//! had a transaction of its own, so every [`SessionStore`] method is atomic;
+//! and no caller is answered before the commit holding its change is on
+//! disk. Reads use read transactions, which see only committed (durable)
+//! data.
 //!
 //! One database file belongs to one host process; several hosts must share
 //! Redis instead.
+
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use tokio::sync::oneshot;
 
+use self::writer::{Job, SessionsTable, Writer};
 use super::transition::{self, Change, Transition};
 use super::{
     Capacity, HeartbeatOutcome, InsertOutcome, InvalidRecord, Over, ScanPage, SessionRecord,
@@ -28,6 +39,7 @@ const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    writer: Arc<Writer>,
 }
 
 fn backend(error: impl std::fmt::Display) -> StoreError {
@@ -42,7 +54,9 @@ fn parse(bytes: &[u8], user: &str) -> Result<SessionRecord, StoreError> {
 }
 
 impl EmbeddedStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, and starts its
+    /// writer thread. The file is closed once every clone of the store is
+    /// dropped and the writes queued by then are answered.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -54,7 +68,17 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(SESSIONS).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(EmbeddedStore { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let writer = Arc::new(Writer::start(db.clone())?);
+        Ok(EmbeddedStore { db, writer })
+    }
+
+    /// How many write transactions this store has committed since it was
+    /// opened. Concurrent changes share commits, so under load this grows
+    /// slower than the number of changes; a change that writes nothing
+    /// (e.g. a heartbeat of a missing session) commits nothing.
+    pub fn commits(&self) -> u64 {
+        self.writer.commits()
     }
 
     /// Runs `f` on a blocking thread, as redb's calls block on disk I/O.
@@ -68,8 +92,8 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Backend(format!("store task failed: {e}")))?
     }
 
-    /// Reads `user`'s record in a write transaction, lets `decide` change it
-    /// or leave it, and commits.
+    /// Reads `user`'s record, lets `decide` change it or leave it, and
+    /// answers once the change is durable.
     async fn update<T: Send + 'static>(
         &self,
         user: &str,
@@ -88,39 +112,100 @@ impl EmbeddedStore {
         capacity: Capacity,
         decide: impl Transition<T>,
     ) -> Result<Result<T, Over>, StoreError> {
-        let user = user.to_string();
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(backend)?;
-            let answer = {
-                let mut table = txn.open_table(SESSIONS).map_err(backend)?;
-                let current = match table.get(user.as_str()).map_err(backend)? {
-                    Some(bytes) => Some(parse(bytes.value(), &user)?),
-                    None => None,
-                };
-                let creating = current.is_none();
-                let (change, answer) = decide(current)?;
-                if let (Change::Put(record), true) = (&change, creating)
-                    && let Some(over) = exceeds(&table, record, capacity)?
-                {
-                    return Ok(Err(over));
-                }
-                match change {
-                    Change::Keep => {}
-                    Change::Put(record) => {
-                        table
-                            .insert(user.as_str(), record.to_json().as_bytes())
-                            .map_err(backend)?;
-                    }
-                    Change::Delete => {
-                        table.remove(user.as_str()).map_err(backend)?;
-                    }
-                }
-                answer
-            };
-            txn.commit().map_err(backend)?;
-            Ok(Ok(answer))
-        })
-        .await
+        let (reply, answer) = oneshot::channel();
+        self.writer.submit(Box::new(Update {
+            user: user.to_string(),
+            capacity,
+            decide,
+            decided: None,
+            reply,
+        }))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the store's writer dropped a write".into()))?
+    }
+}
+
+/// What an [`Update`] answers: the transition's answer, or the limit its
+/// new record would exceed.
+type Answer<T> = Result<Result<T, Over>, StoreError>;
+
+/// One transition on one user's record, as a [`Job`] of the writer.
+struct Update<T, F> {
+    user: String,
+    capacity: Capacity,
+    decide: F,
+    /// The answer decided when the job was applied.
+    decided: Option<Answer<T>>,
+    reply: oneshot::Sender<Answer<T>>,
+}
+
+impl<T, F> Update<T, F>
+where
+    F: Transition<T>,
+{
+    /// Decides the change from the current record without writing, so
+    /// that a decision that fails leaves the table as it was.
+    fn decide(&self, table: &SessionsTable<'_>) -> Result<Result<(Change, T), Over>, StoreError> {
+        let current = match table.get(self.user.as_str()).map_err(backend)? {
+            Some(bytes) => Some(parse(bytes.value(), &self.user)?),
+            None => None,
+        };
+        let creating = current.is_none();
+        let (change, answer) = (self.decide)(current)?;
+        if let (Change::Put(record), true) = (&change, creating)
+            && let Some(over) = exceeds(table, record, self.capacity)?
+        {
+            return Ok(Err(over));
+        }
+        Ok(Ok((change, answer)))
+    }
+}
+
+impl<T, F> Job for Update<T, F>
+where
+    T: Send + 'static,
+    F: Transition<T>,
+{
+    fn apply(&mut self, table: &mut SessionsTable<'_>) -> Result<bool, StoreError> {
+        let (change, answer) = match self.decide(table) {
+            Ok(Ok(decided)) => decided,
+            Ok(Err(over)) => {
+                self.decided = Some(Ok(Err(over)));
+                return Ok(false);
+            }
+            Err(refused) => {
+                self.decided = Some(Err(refused));
+                return Ok(false);
+            }
+        };
+        let wrote = match change {
+            Change::Keep => false,
+            Change::Put(record) => {
+                table
+                    .insert(self.user.as_str(), record.to_json().as_bytes())
+                    .map_err(backend)?;
+                true
+            }
+            Change::Delete => {
+                table.remove(self.user.as_str()).map_err(backend)?;
+                true
+            }
+        };
+        self.decided = Some(Ok(Ok(answer)));
+        Ok(wrote)
+    }
+
+    fn finish(self: Box<Self>, committed: Result<(), StoreError>) {
+        let answer = match (self.decided, committed) {
+            // A refusal does not depend on the commit.
+            (Some(Err(refused)), _) => Err(refused),
+            (_, Err(failed)) => Err(failed),
+            (Some(decided), Ok(())) => decided,
+            (None, Ok(())) => Err(StoreError::Backend("a write was never applied".into())),
+        };
+        // The caller may have given up waiting; the write stands regardless.
+        let _ = self.reply.send(answer);
     }
 }
 
@@ -128,7 +213,7 @@ impl EmbeddedStore {
 /// any. The per-starter count reads every record: the embedded store serves
 /// one host, whose sessions number in the thousands at most.
 fn exceeds(
-    table: &redb::Table<&str, &[u8]>,
+    table: &SessionsTable<'_>,
     record: &SessionRecord,
     capacity: Capacity,
 ) -> Result<Option<Over>, StoreError> {
@@ -278,5 +363,212 @@ impl SessionStore for EmbeddedStore {
 
     fn kind(&self) -> &'static str {
         "embedded"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use serde_json::Map;
+
+    use super::writer::{Hold, MAX_BATCH};
+    use super::*;
+    use crate::store::SessionStatus;
+
+    fn user(id: &str) -> UserId {
+        UserId::parse(id).expect("a valid test user id")
+    }
+
+    fn active(id: &str, at: u64) -> SessionRecord {
+        SessionRecord {
+            user_id: id.to_string(),
+            vm_id: user(id).vm_id(),
+            ip: Some("127.61.0.9".into()),
+            url: Some("http://127.0.0.1:8000/x/".into()),
+            last_heartbeat: at,
+            status: SessionStatus::Active,
+            created_at: at,
+            updated_at: at,
+            owner: String::new(),
+            start_step: None,
+            project_path: None,
+            started_by: None,
+            extra: Map::new(),
+        }
+    }
+
+    fn fleet(limit: u64) -> Capacity {
+        Capacity {
+            fleet: Some(limit),
+            per_starter: None,
+        }
+    }
+
+    /// Polls `write` once, which queues it for the writer, and hands it
+    /// back to be awaited.
+    fn queued<F: Future + Unpin>(mut write: F) -> F {
+        let mut context = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(
+            matches!(Pin::new(&mut write).poll(&mut context), Poll::Pending),
+            "a write was answered while the writer was held"
+        );
+        write
+    }
+
+    fn last_heartbeat(outcome: HeartbeatOutcome) -> u64 {
+        match outcome {
+            HeartbeatOutcome::Updated(record) => record.last_heartbeat,
+            other => panic!("expected an update, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_one_commit_and_are_on_disk_once_answered() {
+        const USERS: u64 = 100;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        let store = EmbeddedStore::open(&path).unwrap();
+        let users: Vec<UserId> = (0..USERS).map(|i| user(&format!("u{i}"))).collect();
+        for user in &users {
+            store
+                .insert_new(&active(user.as_str(), 1), Capacity::NONE)
+                .await
+                .unwrap();
+        }
+        // One at a time, each write is committed on its own, at once.
+        assert_eq!(store.commits(), USERS);
+
+        let hold = Hold::start(&store.writer);
+        let beats: Vec<_> = (0..USERS)
+            .zip(&users)
+            .map(|(i, user)| queued(store.heartbeat(user, 1_000 + i)))
+            .collect();
+        hold.release();
+        let beats = futures::future::join_all(beats).await;
+        for (i, outcome) in (0..USERS).zip(beats) {
+            assert_eq!(last_heartbeat(outcome.unwrap()), 1_000 + i);
+        }
+        assert_eq!(
+            store.commits(),
+            USERS + 1,
+            "{USERS} queued writes, one commit"
+        );
+
+        drop(store);
+        let reopened = EmbeddedStore::open(&path).unwrap();
+        for (i, user) in (0..USERS).zip(&users) {
+            let record = reopened.get(user).await.unwrap().unwrap();
+            assert_eq!(record.last_heartbeat, 1_000 + i, "{user}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_commit_holds_at_most_a_batch_of_writes_in_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        let store = EmbeddedStore::open(&path).unwrap();
+        let solo = user("solo");
+        store
+            .insert_new(&active("solo", 1), Capacity::NONE)
+            .await
+            .unwrap();
+        let before = store.commits();
+
+        let writes = MAX_BATCH as u64 + 10;
+        let hold = Hold::start(&store.writer);
+        let beats: Vec<_> = (0..writes)
+            .map(|i| queued(store.heartbeat(&solo, 1_000 + i)))
+            .collect();
+        hold.release();
+        for (i, outcome) in (0..writes).zip(futures::future::join_all(beats).await) {
+            assert_eq!(last_heartbeat(outcome.unwrap()), 1_000 + i);
+        }
+        assert_eq!(
+            store.commits() - before,
+            2,
+            "{writes} writes in batches of {MAX_BATCH}"
+        );
+        drop(store);
+        let reopened = EmbeddedStore::open(&path).unwrap();
+        let record = reopened.get(&solo).await.unwrap().unwrap();
+        assert_eq!(record.last_heartbeat, 1_000 + writes - 1);
+    }
+
+    #[tokio::test]
+    async fn writes_in_one_commit_see_the_ones_before_them_and_a_refusal_spoils_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sessions.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(SESSIONS)
+                .unwrap()
+                .insert("broken", b"not a record".as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        store
+            .insert_new(&active("ann", 1), Capacity::NONE)
+            .await
+            .unwrap();
+        let before = store.commits();
+        let (ann, bea, cy, broken) = (user("ann"), user("bea"), user("cy"), user("broken"));
+
+        let (bea_new, cy_early, cy_late) = (active("bea", 10), active("cy", 10), active("cy", 40));
+
+        let hold = Hold::start(&store.writer);
+        // Two records are stored: room for one more.
+        let bea_in = queued(store.insert_new(&bea_new, fleet(3)));
+        let cy_full = queued(store.insert_new(&cy_early, fleet(3)));
+        let refused = queued(store.heartbeat(&broken, 20));
+        let bea_beat = queued(store.heartbeat(&bea, 30));
+        let ann_gone = queued(store.delete_owned(&ann, ""));
+        let cy_in = queued(store.insert_new(&cy_late, fleet(3)));
+        let ann_beat = queued(store.heartbeat(&ann, 50));
+        hold.release();
+
+        assert_eq!(bea_in.await.unwrap(), InsertOutcome::Inserted);
+        assert_eq!(cy_full.await.unwrap(), InsertOutcome::Full);
+        assert!(
+            matches!(refused.await, Err(StoreError::Corrupt { ref user, .. }) if user == "broken")
+        );
+        assert_eq!(last_heartbeat(bea_beat.await.unwrap()), 30);
+        assert!(ann_gone.await.unwrap());
+        assert_eq!(cy_in.await.unwrap(), InsertOutcome::Inserted);
+        assert_eq!(ann_beat.await.unwrap(), HeartbeatOutcome::Missing);
+        assert_eq!(store.commits() - before, 1);
+
+        drop(store);
+        let reopened = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(reopened.get(&ann).await.unwrap(), None);
+        let bea_now = reopened.get(&bea).await.unwrap().unwrap();
+        assert_eq!(bea_now.last_heartbeat, 30);
+        assert_eq!(reopened.get(&cy).await.unwrap(), Some(cy_late));
+        assert!(matches!(
+            reopened.get(&broken).await,
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn writes_that_change_nothing_commit_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("sessions.redb")).unwrap();
+        let before = store.commits();
+        assert_eq!(
+            store.heartbeat(&user("nobody"), 5).await.unwrap(),
+            HeartbeatOutcome::Missing
+        );
+        assert!(!store.delete_owned(&user("nobody"), "h/1").await.unwrap());
+        assert_eq!(store.commits(), before);
+        store
+            .insert_new(&active("some", 1), Capacity::NONE)
+            .await
+            .unwrap();
+        assert_eq!(store.commits(), before + 1);
     }
 }
