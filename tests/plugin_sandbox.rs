@@ -11,7 +11,7 @@ use std::time::Duration;
 use vessel::config::{Config, DirGrant, ExecGrant, Liveness};
 use vessel::plugins::limits::{MAX_INSTANCES, MAX_MEMORIES, MAX_TABLE_ELEMENTS, MAX_TABLES};
 use vessel::plugins::{
-    DriverError, PluginError, PluginRuntime, ProxyDriver, SandboxLimit, VmDriver,
+    DriverError, PluginError, PluginRuntime, PoolSize, ProxyDriver, SandboxLimit, VmDriver,
 };
 use vessel_tests::hostile_components::{self, Attack};
 use vessel_tests::{TestHost, plugin, shared_cache_dir, test_config};
@@ -108,30 +108,48 @@ fn assert_limit(result: Result<String, PluginError>, limit: SandboxLimit) {
 }
 
 /// A hostile component making `attack`, loaded as the VM driver with the
-/// hostile plugin's limits (32 MiB); `dir` holds the component.
-fn hostile_component(dir: &std::path::Path, attack: Attack) -> VmDriver {
+/// hostile plugin's limits (32 MiB) in a runtime with `slots` pooled call
+/// slots (`0`: no pool); `dir` holds the component.
+fn hostile_component(
+    dir: &std::path::Path,
+    attack: Attack,
+    slots: u32,
+) -> Result<VmDriver, PluginError> {
     let mut config = hostile_config(dir);
     config.plugins.vm.path = hostile_components::write(dir, attack);
     config.plugins.vm.grants.dirs.clear();
-    let runtime = PluginRuntime::new(shared_cache_dir()).unwrap();
-    VmDriver::load(&runtime, &config).unwrap()
+    let size = PoolSize {
+        slots,
+        ..PoolSize::default()
+    };
+    let runtime = PluginRuntime::with_pool(shared_cache_dir(), size).unwrap();
+    VmDriver::load(&runtime, &config)
 }
 
-/// Calls a component making `attack`, then one making `control`, a milder
-/// version that stays within the bounds (which shows the component itself
-/// works), and returns how the attack ended.
+/// Loads a component making `attack` and calls it, then one making
+/// `control`, a milder version that stays within the bounds (which shows
+/// the component itself works), in a runtime with `slots` pooled call
+/// slots; returns how the attack ended: refused when loaded, or the call's
+/// answer.
 async fn attack_then_control(
     attack: Attack,
     control: Attack,
-) -> Result<Option<vessel::plugins::VmInfo>, PluginError> {
+    slots: u32,
+) -> Result<Result<Option<vessel::plugins::VmInfo>, PluginError>, PluginError> {
     let dir = tempfile::tempdir().unwrap();
     let attacking = tempfile::tempdir_in(dir.path()).unwrap();
     let controlled = tempfile::tempdir_in(dir.path()).unwrap();
-    let attacker = hostile_component(attacking.path(), attack);
-    let answer = tokio::time::timeout(Duration::from_secs(30), attacker.inspect("attack"))
+    let answer = match hostile_component(attacking.path(), attack, slots) {
+        Ok(attacker) => Ok(tokio::time::timeout(
+            Duration::from_secs(30),
+            attacker.inspect("attack"),
+        )
         .await
-        .expect("the host bounds every plugin call");
-    let control = hostile_component(controlled.path(), control);
+        .expect("the host bounds every plugin call")),
+        Err(refused) => Err(refused),
+    };
+    let control = hostile_component(controlled.path(), control, slots)
+        .expect("the same component within its bounds loads");
     assert_eq!(
         control.inspect("within bounds").await.unwrap(),
         None,
@@ -140,12 +158,23 @@ async fn attack_then_control(
     answer
 }
 
-/// Asserts that a hostile component's call was stopped at `limit`.
+/// Asserts that a component was stopped at `limit`: without a pool, when
+/// its call instantiated it; with one, already when it was loaded (the
+/// pool's slots are sized by the same bounds), with words naming `what`.
 fn assert_component_limit(
-    result: Result<Option<vessel::plugins::VmInfo>, PluginError>,
+    slots: u32,
+    result: Result<Result<Option<vessel::plugins::VmInfo>, PluginError>, PluginError>,
     limit: SandboxLimit,
+    what: &str,
 ) {
-    assert_limit(result.map(|_| String::new()), limit);
+    match (slots, result) {
+        (0, Ok(answer)) => assert_limit(answer.map(|_| String::new()), limit),
+        (1.., Err(PluginError::Load { reason, .. })) => assert!(
+            reason.contains("exceeds the sandbox's bounds on one call") && reason.contains(what),
+            "{reason}"
+        ),
+        (_, other) => panic!("expected the component to be stopped at {limit}, got {other:?}"),
+    }
 }
 
 fn driver_error(result: Result<String, PluginError>) -> DriverError {
@@ -260,29 +289,38 @@ async fn an_over_allocating_plugin_is_stopped_at_its_memory_limit() {
 async fn memory_is_limited_over_all_the_memories_of_a_call() {
     // Two memories of 20 MiB each: each under the 32 MiB limit, together
     // over it.
-    let answer = attack_then_control(
-        Attack::TwoMemories { mib: 20 },
-        Attack::TwoMemories { mib: 10 },
-    )
-    .await;
-    assert_component_limit(answer, SandboxLimit::Memory { mib: 32 });
+    for slots in [0, 2] {
+        let answer = attack_then_control(
+            Attack::TwoMemories { mib: 20 },
+            Attack::TwoMemories { mib: 10 },
+            slots,
+        )
+        .await
+        .expect("the component loads");
+        assert_limit(
+            answer.map(|_| String::new()),
+            SandboxLimit::Memory { mib: 32 },
+        );
+    }
 }
 
 #[tokio::test]
 async fn table_elements_are_limited_over_all_the_tables_of_a_call() {
     // Two tables, each grown by more than half the limit.
     let elements = u32::try_from(MAX_TABLE_ELEMENTS / 2 + 1).unwrap();
-    let answer = attack_then_control(
-        Attack::GrowTables { elements },
-        Attack::GrowTables { elements: 1000 },
-    )
-    .await;
-    assert_component_limit(
-        answer,
-        SandboxLimit::TableElements {
+    for slots in [0, 2] {
+        let answer = attack_then_control(
+            Attack::GrowTables { elements },
+            Attack::GrowTables { elements: 1000 },
+            slots,
+        )
+        .await
+        .expect("the component loads");
+        let limit = SandboxLimit::TableElements {
             max: MAX_TABLE_ELEMENTS,
-        },
-    );
+        };
+        assert_limit(answer.map(|_| String::new()), limit);
+    }
 }
 
 #[tokio::test]
@@ -293,15 +331,23 @@ async fn instances_tables_and_memories_are_counted_per_call() {
         tables,
     };
     let limited = |n: usize| u32::try_from(n).unwrap();
-    // More module instances than a call may create...
-    let answer = attack_then_control(extra(limited(MAX_INSTANCES), 0, 0), extra(2, 0, 0)).await;
-    assert_component_limit(answer, SandboxLimit::Instances { max: MAX_INSTANCES });
-    // ... memories (one of the component's own, and as many more) ...
-    let answer = attack_then_control(extra(1, limited(MAX_MEMORIES), 0), extra(1, 1, 0)).await;
-    assert_component_limit(answer, SandboxLimit::Memories { max: MAX_MEMORIES });
-    // ... and tables.
-    let answer = attack_then_control(extra(1, 0, limited(MAX_TABLES)), extra(1, 0, 2)).await;
-    assert_component_limit(answer, SandboxLimit::Tables { max: MAX_TABLES });
+    for slots in [0, 2] {
+        // More module instances than a call may create...
+        let answer =
+            attack_then_control(extra(limited(MAX_INSTANCES), 0, 0), extra(2, 0, 0), slots).await;
+        let limit = SandboxLimit::Instances { max: MAX_INSTANCES };
+        assert_component_limit(slots, answer, limit, "core module instances");
+        // ... memories (one of the component's own, and as many more) ...
+        let answer =
+            attack_then_control(extra(1, limited(MAX_MEMORIES), 0), extra(1, 1, 0), slots).await;
+        let limit = SandboxLimit::Memories { max: MAX_MEMORIES };
+        assert_component_limit(slots, answer, limit, "memories");
+        // ... and tables.
+        let answer =
+            attack_then_control(extra(1, 0, limited(MAX_TABLES)), extra(1, 0, 2), slots).await;
+        let limit = SandboxLimit::Tables { max: MAX_TABLES };
+        assert_component_limit(slots, answer, limit, "tables");
+    }
 }
 
 #[tokio::test]
@@ -404,4 +450,26 @@ async fn the_host_keeps_answering_while_a_plugin_loops() {
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     assert_eq!(answer.body["reused"], true);
     host.shutdown().await;
+}
+
+#[tokio::test]
+async fn calls_beyond_the_pool_wait_for_a_slot_outside_their_time_limit() {
+    // One slot, and six calls that each hold it for a quarter of their one
+    // second limit: together they need a second and a half. None fails for
+    // want of a slot, and none is stopped for the time it waited for one.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("granted")).unwrap();
+    std::fs::create_dir_all(dir.path().join("readonly")).unwrap();
+    let config = hostile_config(dir.path());
+    let size = PoolSize {
+        slots: 1,
+        ..PoolSize::default()
+    };
+    let runtime = PluginRuntime::with_pool(shared_cache_dir(), size).unwrap();
+    assert!(runtime.pooled());
+    let driver = VmDriver::load(&runtime, &config).unwrap();
+    let calls = (0..6).map(|_| probe(&driver, "exec:sleep:0.25"));
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer.unwrap(), "");
+    }
 }

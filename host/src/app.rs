@@ -73,7 +73,7 @@ impl App {
             // Not fatal: requests answer 503 until the store is back.
             tracing::warn!(%error, "session store is not reachable yet");
         }
-        let runtime = PluginRuntime::new(config.plugin_cache_dir())?;
+        let runtime = PluginRuntime::for_config(&config)?;
         let vm = VmDriver::load(&runtime, &config)?;
         let proxy = ProxyDriver::load(&runtime, &config)?;
         let manager = SessionManager::new(

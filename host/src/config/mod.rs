@@ -326,6 +326,23 @@ pub struct PluginsConfig {
     pub vm: PluginConfig,
     /// The proxy driver. Default: `mock_proxy.wasm` with a state directory.
     pub proxy: PluginConfig,
+    /// How many plugin calls may run at once on this host, over both
+    /// drivers. Each running call holds one slot of wasmtime's pooling
+    /// allocator: the memories, tables, stacks and instance state a call
+    /// may use are reserved once at start-up and reused (address space
+    /// only, under 1 GiB of it per slot with the default memory limit;
+    /// memory is used only while a call runs), so a call starts in
+    /// microseconds instead of mapping and unmapping them. More calls wait for a slot; the wait does not count
+    /// in their time limit. `0` turns the pool off: every call allocates
+    /// its own. Default `64`.
+    pub call_slots: u32,
+}
+
+impl PluginsConfig {
+    /// The default of [`PluginsConfig::call_slots`].
+    pub const DEFAULT_CALL_SLOTS: u32 = 64;
+    /// The most [`PluginsConfig::call_slots`] a host may have.
+    pub const MAX_CALL_SLOTS: u32 = 4096;
 }
 
 impl Default for PluginsConfig {
@@ -335,6 +352,7 @@ impl Default for PluginsConfig {
             cache_dir: None,
             vm: PluginConfig::mock("mock_vm.wasm", "mock-vm", Liveness::Inspect),
             proxy: PluginConfig::mock("mock_proxy.wasm", "mock-proxy", Liveness::Tcp),
+            call_slots: PluginsConfig::DEFAULT_CALL_SLOTS,
         }
     }
 }
@@ -430,7 +448,7 @@ impl Default for PluginConfig {
         PluginConfig {
             path: PathBuf::new(),
             call_timeout: Duration::from_secs(60),
-            memory_limit_mib: 64,
+            memory_limit_mib: PluginConfig::DEFAULT_MEMORY_LIMIT_MIB,
             max_handles: 256,
             max_concurrent_calls: None,
             liveness: Liveness::Tcp,
@@ -442,6 +460,11 @@ impl Default for PluginConfig {
 
 impl PluginConfig {
     /// A mock plugin keeping its state in `{data_dir}/<state_name>`.
+    /// The default of [`PluginConfig::memory_limit_mib`].
+    pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 64;
+    /// The largest [`PluginConfig::memory_limit_mib`]: a 32-bit memory's.
+    pub const MAX_MEMORY_LIMIT_MIB: u64 = 4096;
+
     fn mock(file: &str, state_name: &str, liveness: Liveness) -> PluginConfig {
         PluginConfig {
             path: PathBuf::from(file),
@@ -783,7 +806,19 @@ impl Config {
         if self.reaper.interval.is_zero() || self.reaper.batch_size == 0 {
             return invalid("reaper.interval and reaper.batch_size must be positive".into());
         }
+        if self.plugins.call_slots > PluginsConfig::MAX_CALL_SLOTS {
+            return invalid(format!(
+                "plugins.call_slots must be at most {} (or 0 for no pool)",
+                PluginsConfig::MAX_CALL_SLOTS
+            ));
+        }
         for (role, plugin) in [("vm", &self.plugins.vm), ("proxy", &self.plugins.proxy)] {
+            if plugin.memory_limit_mib > PluginConfig::MAX_MEMORY_LIMIT_MIB {
+                return invalid(format!(
+                    "plugins.{role}.memory_limit_mib must be at most {} (4 GiB, a 32-bit memory)",
+                    PluginConfig::MAX_MEMORY_LIMIT_MIB
+                ));
+            }
             if plugin.path.as_os_str().is_empty() {
                 return invalid(format!("plugins.{role}.path must name a .wasm file"));
             }

@@ -28,4 +28,4 @@ pub use bindings::types::{RouteInfo, RouteSpec, VmInfo, VmSpec, VmState};
 pub use drivers::{ProxyDriver, VmDriver};
 pub use error::{DriverError, PluginError};
 pub use limits::SandboxLimit;
-pub use runtime::PluginRuntime;
+pub use runtime::{PluginRuntime, PoolSize};

@@ -1,5 +1,14 @@
 //! The wasmtime runtime: one engine, components compiled once (or loaded from
 //! the compiled cache), and a fresh, limited store for every call.
+//!
+//! Every call gets a new instance (nothing a call leaves behind is seen by
+//! the next), but what an instance needs is reserved once: the engine uses
+//! wasmtime's pooling instance allocator, whose slots (linear memories,
+//! tables, instance state and async stacks) are reserved at start-up and
+//! reused, with memories reset copy-on-write from the component's image. A
+//! call takes one of [`PluginsConfig::call_slots`] slots for its lifetime
+//! and waits for one when all are taken. With `call_slots = 0` every call
+//! allocates and frees its own, as wasmtime does by default.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -10,7 +19,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config as EngineConfig, Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    Trap, UpdateDeadline,
+};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -21,7 +33,7 @@ use super::error::PluginError;
 use super::exec::ExecAllowlist;
 use super::http::HttpAllowlist;
 use super::limits::{self, CallLimiter, CallLimits, LimitRecord};
-use crate::config::{Config, PluginConfig};
+use crate::config::{Config, PluginConfig, PluginsConfig};
 
 /// How often the epoch advances; the granularity of call time limits.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -35,6 +47,80 @@ pub struct PluginRuntime {
     /// `None` when the cache directory failed its checks: then every
     /// plugin is compiled at start-up.
     cache: Option<CompiledCache>,
+    /// The pool's slots, one per running call; `None` without a pool.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+    /// The memory limit the pool's slots have room for, in MiB.
+    pool_memory_mib: u64,
+}
+
+/// How many calls may run at once in pooled slots, and the largest memory
+/// any of them may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Calls at once; `0`: no pool.
+    pub slots: u32,
+    /// The largest memory limit of a plugin that runs in the pool, in MiB:
+    /// the address space each memory of a slot reserves.
+    pub memory_mib: u64,
+}
+
+impl Default for PoolSize {
+    fn default() -> PoolSize {
+        PoolSize {
+            slots: PluginsConfig::DEFAULT_CALL_SLOTS,
+            memory_mib: PluginConfig::DEFAULT_MEMORY_LIMIT_MIB,
+        }
+    }
+}
+
+impl PoolSize {
+    /// The pool `config` needs: its slots, and room for the larger of its
+    /// two plugins' memory limits.
+    pub fn of(config: &Config) -> PoolSize {
+        PoolSize {
+            slots: config.plugins.call_slots,
+            memory_mib: config
+                .plugins
+                .vm
+                .memory_limit_mib
+                .max(config.plugins.proxy.memory_limit_mib),
+        }
+    }
+
+    /// The memory limit in bytes, rounded up to whole 64 KiB WebAssembly
+    /// pages.
+    fn memory_bytes(&self) -> usize {
+        let bytes = self.memory_mib.saturating_mul(1024 * 1024);
+        usize::try_from(bytes.div_ceil(65536).saturating_mul(65536)).unwrap_or(usize::MAX)
+    }
+}
+
+/// The pooling allocator's configuration for `size`: each slot holds
+/// everything one call may create within the sandbox's bounds (see
+/// [`limits`]), so a call that has a slot never finds the pool exhausted.
+/// Each memory reserves address space for the memory limit plus a guard
+/// region; what a call touched is returned to the system when its instance
+/// is freed.
+fn pooling(size: PoolSize) -> PoolingAllocationConfig {
+    let slots = size.slots;
+    let per_call = |count: usize| u32::try_from(count).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_stacks(slots)
+        .total_core_instances(slots.saturating_mul(per_call(limits::MAX_INSTANCES)))
+        .total_memories(slots.saturating_mul(per_call(limits::MAX_MEMORIES)))
+        .total_tables(slots.saturating_mul(per_call(limits::MAX_TABLES)))
+        .max_core_instances_per_component(per_call(limits::MAX_INSTANCES))
+        .max_memories_per_component(per_call(limits::MAX_MEMORIES))
+        .max_tables_per_component(per_call(limits::MAX_TABLES))
+        .max_memories_per_module(per_call(limits::MAX_MEMORIES))
+        .max_tables_per_module(per_call(limits::MAX_TABLES))
+        .table_elements(limits::MAX_TABLE_ELEMENTS)
+        .max_memory_size(size.memory_bytes())
+        // Slots used once stay mapped for reuse; keep only as many as
+        // calls run at once.
+        .max_unused_warm_slots(slots);
+    pool
 }
 
 impl PluginRuntime {
@@ -49,13 +135,59 @@ impl PluginRuntime {
     /// start. The cache only saves start-up time, so it never stops the
     /// host, and never makes it load code it did not compile itself.
     pub fn new(cache_dir: PathBuf) -> Result<PluginRuntime, PluginError> {
+        PluginRuntime::with_pool(cache_dir, PoolSize::default())
+    }
+
+    /// The runtime of a host with `config`: its cache directory and a pool
+    /// sized for its plugins.
+    pub fn for_config(config: &Config) -> Result<PluginRuntime, PluginError> {
+        PluginRuntime::with_pool(config.plugin_cache_dir(), PoolSize::of(config))
+    }
+
+    /// As [`PluginRuntime::new`], with a pool of `size` (no pool for zero
+    /// slots). When the system refuses the pool's address space (a limit on
+    /// virtual memory), the host logs it and runs without a pool.
+    pub fn with_pool(cache_dir: PathBuf, size: PoolSize) -> Result<PluginRuntime, PluginError> {
+        let slots = size.slots;
         let setup = |reason: String| PluginError::Setup {
             plugin: "runtime".into(),
             reason,
         };
         let mut engine_config = EngineConfig::new();
         engine_config.epoch_interruption(true);
-        let engine = Engine::new(&engine_config).map_err(|e| setup(e.to_string()))?;
+        let pooled = (slots > 0)
+            .then(|| {
+                let mut pooled_config = engine_config.clone();
+                // Memories reserve their limit, not 4 GiB each: WebAssembly
+                // code then checks bounds explicitly, which costs plugins
+                // little, and a slot stays within a few hundred MiB of
+                // address space.
+                pooled_config
+                    .memory_reservation(size.memory_bytes() as u64)
+                    .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(size)));
+                Engine::new(&pooled_config)
+                    .inspect_err(|error| {
+                        tracing::warn!(
+                            event = "plugin_pool.unused",
+                            slots,
+                            error = %error,
+                            "cannot reserve the plugin call pool: every call allocates its own"
+                        )
+                    })
+                    .ok()
+            })
+            .flatten();
+        let (engine, slots) = match pooled {
+            Some(engine) => (
+                engine,
+                Some(Arc::new(tokio::sync::Semaphore::new(slots as usize))),
+            ),
+            None => (
+                Engine::new(&engine_config).map_err(|e| setup(e.to_string()))?,
+                None,
+            ),
+        };
+        let pool_memory_mib = size.memory_mib;
 
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| setup(e.to_string()))?;
@@ -93,7 +225,14 @@ impl PluginRuntime {
             engine,
             linker,
             cache,
+            slots,
+            pool_memory_mib,
         })
+    }
+
+    /// Whether calls run in pooled slots.
+    pub fn pooled(&self) -> bool {
+        self.slots.is_some()
     }
 
     /// The linker plugins are instantiated with.
@@ -121,6 +260,12 @@ impl PluginRuntime {
             path: path.clone(),
             reason,
         };
+        if self.slots.is_some() && plugin.memory_limit_mib > self.pool_memory_mib {
+            return Err(load_error(format!(
+                "its memory_limit_mib ({}) is more than the call pool has room for ({} MiB)",
+                plugin.memory_limit_mib, self.pool_memory_mib
+            )));
+        }
         let component = self.compile(&path).map_err(load_error)?;
         let settings = plugin
             .settings_as_strings()
@@ -167,6 +312,7 @@ impl PluginRuntime {
                 memory_mib: plugin.memory_limit_mib,
                 max_handles: usize::try_from(plugin.max_handles).unwrap_or(usize::MAX),
             },
+            slots: self.slots.clone(),
             turns: {
                 let default = if role == "proxy" { 1 } else { 0 };
                 match plugin.max_concurrent_calls.unwrap_or(default) {
@@ -214,7 +360,16 @@ impl PluginRuntime {
             tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot cache compiled plugin");
         }
         // SAFETY: `compiled` was produced by this engine just now.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| e.to_string())
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| {
+            // The pool checks a component's structure against the bounds
+            // of one call as it loads it.
+            let message = e.to_string();
+            if message.contains("pooling allocator") {
+                format!("it exceeds the sandbox's bounds on one call: {message}")
+            } else {
+                message
+            }
+        })
     }
 }
 
@@ -236,6 +391,15 @@ pub(super) struct LoadedPlugin {
     limits: CallLimits,
     /// Turns for calls when the plugin's calls may not all run at once.
     turns: Option<Arc<tokio::sync::Semaphore>>,
+    /// The runtime's pooled call slots, shared by every plugin.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// What a running call holds: its turn among the plugin's calls, if they
+/// take turns, and its slot of the pool. Dropped after the call's store.
+pub(super) struct CallTurn {
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl LoadedPlugin {
@@ -245,12 +409,21 @@ impl LoadedPlugin {
     }
 
     /// Waits for this call's turn, when the plugin's calls may not all run
-    /// at once (`max_concurrent_calls`); the turn ends when the permit is
-    /// dropped. The wait is not counted in the call's time limit.
-    pub(super) async fn turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        match &self.turns {
+    /// at once (`max_concurrent_calls`), then for a slot of the pool; both
+    /// end when the returned value is dropped. The waits are not counted in
+    /// the call's time limit.
+    pub(super) async fn turn(&self) -> CallTurn {
+        let turn = match &self.turns {
             Some(turns) => turns.clone().acquire_owned().await.ok(),
             None => None,
+        };
+        let slot = match &self.slots {
+            Some(slots) => slots.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        CallTurn {
+            _turn: turn,
+            _slot: slot,
         }
     }
 

@@ -23,7 +23,9 @@
 //! - `http:<METHOD>:<url>`: sends a request through the `http` interface,
 //!   returning the status, or the error;
 //! - `env`: returns the environment variables it sees, `;`-separated;
-//! - `settings`: returns its settings as `k=v;...`.
+//! - `settings`: returns its settings as `k=v;...`;
+//! - `none`: answers `none` at once, touching nothing: the cost of a call
+//!   through the runtime alone (the plugin-call benchmark uses it).
 //!
 //! The probes that open handles give up after [`MAX_PROBE_HANDLES`] and
 //! report how many they hold, so that a host without a handle limit fails
@@ -117,6 +119,7 @@ impl Guest for Hostile {
             .map_or(probe.clone(), str::to_string);
         let (name, rest) = probe.split_once(':').unwrap_or((probe.as_str(), ""));
         match name {
+            "none" => Ok(None),
             "loop" => {
                 let mut counter: u64 = 0;
                 loop {
