@@ -12,11 +12,13 @@ use crate::api;
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::plugins::{PluginError, PluginRuntime, ProxyDriver, VmDriver};
 use crate::reaper::Reaper;
 use crate::reconcile::Reconciler;
 use crate::session::{SessionManager, SessionSettings, default_host_id};
 use crate::store::embedded::EmbeddedStore;
+use crate::store::metered::MeteredStore;
 use crate::store::redis::RedisStore;
 use crate::store::{SessionStore, StoreError};
 
@@ -68,14 +70,16 @@ impl App {
         // First, so a host that would be open to the network fails before
         // it does anything else.
         let auth = Authenticator::setup(&config)?;
-        let store = open_store(&config)?;
+        let metrics = Arc::new(Metrics::new());
+        let store: Arc<dyn SessionStore> =
+            Arc::new(MeteredStore::new(open_store(&config)?, metrics.clone()));
         if let Err(error) = store.ping().await {
             // Not fatal: requests answer 503 until the store is back.
             tracing::warn!(%error, "session store is not reachable yet");
         }
         let runtime = PluginRuntime::for_config(&config)?;
-        let vm = VmDriver::load(&runtime, &config)?;
-        let proxy = ProxyDriver::load(&runtime, &config)?;
+        let vm = VmDriver::load(&runtime, &config)?.with_metrics(metrics.clone());
+        let proxy = ProxyDriver::load(&runtime, &config)?.with_metrics(metrics.clone());
         let manager = SessionManager::new(
             store,
             vm,
@@ -83,7 +87,7 @@ impl App {
             SessionSettings::from_config(&config),
             clock,
             host_id,
-            Arc::new(crate::metrics::Metrics::new()),
+            metrics,
         );
         Ok(App {
             manager: Arc::new(manager),

@@ -12,12 +12,14 @@
 //! never stop one session twice.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::config::ReaperConfig;
 use crate::ids::UserId;
+use crate::metrics::{FoundBy, StoppedBy};
 use crate::session::SessionManager;
 use crate::store::{SessionRecord, SessionStatus, StopCondition};
 
@@ -34,6 +36,41 @@ pub struct SweepReport {
     pub failed: usize,
     /// Records that could not be read.
     pub invalid: usize,
+    /// The records looked at, by status, before any was stopped.
+    pub sessions: SessionCounts,
+    /// Whether the scan reached the end of the store (a store failure ends
+    /// it early; the next sweep starts again).
+    pub complete: bool,
+}
+
+/// Sessions counted by status.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Sessions `starting`.
+    pub starting: u64,
+    /// Sessions `active`.
+    pub active: u64,
+    /// Sessions `stopping`.
+    pub stopping: u64,
+}
+
+impl SessionCounts {
+    fn add(&mut self, status: SessionStatus) {
+        match status {
+            SessionStatus::Starting => self.starting += 1,
+            SessionStatus::Active => self.active += 1,
+            SessionStatus::Stopping => self.stopping += 1,
+        }
+    }
+
+    /// Every status with its count, zeros included.
+    pub fn by_status(&self) -> [(SessionStatus, u64); 3] {
+        [
+            (SessionStatus::Starting, self.starting),
+            (SessionStatus::Active, self.active),
+            (SessionStatus::Stopping, self.stopping),
+        ]
+    }
 }
 
 /// Why a session is a candidate for stopping.
@@ -81,9 +118,25 @@ impl Reaper {
         tracing::info!("reaper stopped");
     }
 
-    /// One pass over all sessions.
+    /// One pass over all sessions. A complete pass sets the session gauges
+    /// (`vessel_sessions`) from the records it read, at no extra store
+    /// request, and is timed.
     pub async fn sweep(&self) -> SweepReport {
+        let started = Instant::now();
         let mut report = SweepReport::default();
+        self.scan_and_reap(&mut report).await;
+        if report.complete {
+            self.manager.metrics().record_sweep(
+                &report.sessions.by_status(),
+                started.elapsed(),
+                self.manager.clock().now_ms(),
+            );
+        }
+        report
+    }
+
+    /// Scans the store page by page, reaping each page's candidates.
+    async fn scan_and_reap(&self, report: &mut SweepReport) {
         let mut cursor: Option<String> = None;
         loop {
             let page = match self
@@ -95,15 +148,16 @@ impl Reaper {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, "reaper cannot read sessions; will retry next sweep");
-                    return report;
+                    return;
                 }
             };
             report.scanned += page.records.len();
+            for record in &page.records {
+                report.sessions.add(record.status);
+            }
             for invalid in &page.invalid {
                 report.invalid += 1;
-                self.manager
-                    .metrics()
-                    .incr("vessel_corrupt_records_total", r#"found_by="reaper""#);
+                self.manager.metrics().count_corrupt_record(FoundBy::Reaper);
                 tracing::warn!(event = "record.corrupt", key = %invalid.key, reason = %invalid.reason, "reaper skips a corrupt session record; fix or delete it");
             }
             let now = self.manager.clock().now_ms();
@@ -130,7 +184,7 @@ impl Reaper {
                 None => break,
             }
         }
-        report
+        report.complete = true;
     }
 
     fn reason(&self, record: &SessionRecord, now: u64) -> Option<Reason> {
@@ -170,11 +224,10 @@ impl Reaper {
         };
         match stopped {
             Ok(Some(stopped)) => {
-                let by = match reason {
-                    Reason::Idle => r#"by="reaper_idle""#,
-                    Reason::Stuck => r#"by="reaper_stuck""#,
-                };
-                self.manager.metrics().incr("vessel_stops_total", by);
+                self.manager.metrics().count_stop(match reason {
+                    Reason::Idle => StoppedBy::ReaperIdle,
+                    Reason::Stuck => StoppedBy::ReaperStuck,
+                });
                 match reason {
                     Reason::Idle => tracing::info!(
                         event = "reaper.killed",

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::config::ReconcileConfig;
 use crate::ids::UserId;
+use crate::metrics::{FoundBy, PassResult, ReconcileAction};
 use crate::plugins::{PluginError, RouteInfo, VmInfo};
 use crate::session::{SessionError, SessionManager};
 use crate::store::{SessionRecord, SessionStatus, StopCondition};
@@ -142,7 +143,7 @@ impl Reconciler {
                 Ok(report) if report.acted() => tracing::info!(?report, "reconciliation pass"),
                 Ok(report) => tracing::debug!(?report, "reconciliation pass: all in order"),
                 Err(error) => {
-                    self.count_pass("failed");
+                    self.count_pass(PassResult::Failed);
                     tracing::warn!(%error, "reconciliation pass failed; the next one retries");
                 }
             }
@@ -159,7 +160,7 @@ impl Reconciler {
         let store = self.manager.store();
         let ttl = LOCK_TTL.as_millis() as u64;
         if !store.try_lock(LOCK_NAME, &self.holder, ttl).await? {
-            self.count_pass("skipped");
+            self.count_pass(PassResult::Skipped);
             return Ok(ReconcileReport {
                 skipped: true,
                 ..ReconcileReport::default()
@@ -170,7 +171,7 @@ impl Reconciler {
             tracing::debug!(%error, "cannot release the reconcile lock; it expires by itself");
         }
         if result.is_ok() {
-            self.count_pass("ok");
+            self.count_pass(PassResult::Ok);
         }
         result
     }
@@ -200,7 +201,7 @@ impl Reconciler {
                 unreadable.insert(user.to_string());
                 self.manager
                     .metrics()
-                    .incr("vessel_corrupt_records_total", r#"found_by="reconciler""#);
+                    .count_corrupt_record(FoundBy::Reconciler);
             }
             for record in page.records {
                 let Ok(user) = UserId::parse(&record.user_id) else {
@@ -261,7 +262,7 @@ impl Reconciler {
                 match self.manager.take_over(user).await {
                     Ok(Some(_)) => self.acted(
                         user,
-                        "take_over",
+                        ReconcileAction::TakeOver,
                         "its host stopped renewing the lease",
                         &mut report.taken_over,
                     ),
@@ -300,7 +301,7 @@ impl Reconciler {
         match self.manager.stop_if(user, StopCondition::Active).await {
             Ok(Some(_)) => self.acted(
                 user,
-                "clean_lost_session",
+                ReconcileAction::CleanLostSession,
                 "its VM is gone",
                 &mut report.cleaned_lost_sessions,
             ),
@@ -337,7 +338,7 @@ impl Reconciler {
         if still {
             self.acted(
                 user,
-                "restore_route",
+                ReconcileAction::RestoreRoute,
                 "its VM runs but its route was missing",
                 &mut report.restored_routes,
             );
@@ -359,11 +360,21 @@ impl Reconciler {
             Ok(true) => {
                 if route {
                     let counter = &mut report.removed_orphan_routes;
-                    self.acted(user, "remove_orphan_route", "no session record", counter);
+                    self.acted(
+                        user,
+                        ReconcileAction::RemoveOrphanRoute,
+                        "no session record",
+                        counter,
+                    );
                 }
                 if vm {
                     let counter = &mut report.removed_orphan_vms;
-                    self.acted(user, "remove_orphan_vm", "no session record", counter);
+                    self.acted(
+                        user,
+                        ReconcileAction::RemoveOrphanVm,
+                        "no session record",
+                        counter,
+                    );
                 }
             }
             Ok(false) => {}
@@ -371,12 +382,10 @@ impl Reconciler {
         }
     }
 
-    fn acted(&self, user: &UserId, action: &'static str, reason: &str, counter: &mut usize) {
+    fn acted(&self, user: &UserId, action: ReconcileAction, reason: &str, counter: &mut usize) {
         *counter += 1;
-        self.manager.metrics().incr(
-            "vessel_reconcile_actions_total",
-            &format!("action=\"{action}\""),
-        );
+        self.manager.metrics().count_reconcile_action(action);
+        let action = action.as_str();
         tracing::info!(event = "reconcile.action", action, user_id = %user, vm_id = %user.vm_id(), reason, "reconciled {action} for User {user}: {reason}");
     }
 
@@ -391,11 +400,8 @@ impl Reconciler {
         tracing::warn!(event = "reconcile.failed", action, user_id = %user, %error, "reconciliation could not repair User {user}; the next pass retries");
     }
 
-    fn count_pass(&self, result: &str) {
-        self.manager.metrics().incr(
-            "vessel_reconcile_passes_total",
-            &format!("result=\"{result}\""),
-        );
+    fn count_pass(&self, result: PassResult) {
+        self.manager.metrics().count_reconcile_pass(result);
     }
 }
 

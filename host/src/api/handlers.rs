@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::{Extension, Json};
 
 use super::ApiState;
@@ -17,6 +17,7 @@ use super::model::{
 use super::rate::Exceeded;
 use crate::auth::Caller;
 use crate::ids::UserId;
+use crate::metrics::{Format, StartResult};
 use crate::session::{SessionManager, Stopped};
 
 type Manager = State<Arc<SessionManager>>;
@@ -61,7 +62,7 @@ pub async fn start(
         state
             .manager
             .metrics()
-            .incr("vessel_starts_total", r#"result="rate_limited""#);
+            .count_start(StartResult::RateLimited);
         let message = match exceeded {
             Exceeded::Token(_) => "this token made too many starts; retry later",
             Exceeded::Address(_) => "this address made too many starts; retry later",
@@ -230,14 +231,18 @@ pub async fn healthz(State(manager): Manager) -> (StatusCode, Json<Health>) {
     }
 }
 
-/// This host's counters, in the Prometheus text format. Open to clients on
-/// loopback by default (`auth.metrics`); others need an operator token.
+/// This host's metrics, in the Prometheus text format, or OpenMetrics for
+/// a scraper whose `Accept` header asks for it. Open to clients on loopback
+/// by default (`auth.metrics`); others need an operator token.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
     responses(
-        (status = 200, description = "The counters", body = String, content_type = "text/plain"),
+        (status = 200, description = "The metrics", content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        )),
         (status = 401, description = "A token is needed and none (or a bad one) was sent", body = ErrorResponse),
         (status = 403, description = "Not an operator token", body = ErrorResponse),
     ),
@@ -245,13 +250,15 @@ pub async fn healthz(State(manager): Manager) -> (StatusCode, Json<Health>) {
 )]
 pub async fn metrics(
     State(manager): Manager,
-) -> ([(axum::http::header::HeaderName, &'static str); 1], String) {
+    headers: HeaderMap,
+) -> ([(header::HeaderName, &'static str); 1], String) {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|value| value.to_str().ok());
+    let format = Format::from_accept(accept);
     (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        manager.metrics().render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        manager.metrics().render(format),
     )
 }
 

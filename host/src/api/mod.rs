@@ -7,7 +7,7 @@
 //! | POST | `/heartbeat` | `{userId}` | the session |
 //! | GET | `/status/{userId}` | | the session or status `none` |
 //! | GET | `/healthz` | | store health |
-//! | GET | `/metrics` | | counters, Prometheus text format |
+//! | GET | `/metrics` | | metrics, Prometheus or OpenMetrics text format |
 //! | GET | `/openapi.json` | | this API as an OpenAPI 3.1 document |
 //!
 //! Every endpoint but `/healthz` (and `/openapi.json`) needs a bearer token
@@ -26,12 +26,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::FromRef;
+use axum::extract::{FromRef, MatchedPath};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::metrics::{FoundBy, UNMATCHED_ROUTE};
 use crate::session::SessionManager;
 
 pub use error::{ApiError, ErrorCode};
@@ -77,7 +78,7 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .route("/start", post(handlers::start))
         .route("/stop", post(handlers::stop))
         .route("/heartbeat", post(handlers::heartbeat))
-        .route("/status/{user_id}", get(handlers::status))
+        .route("/status/{userId}", get(handlers::status))
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
@@ -135,25 +136,26 @@ async fn limit_time(
 
 /// Counts every answer by endpoint and status code
 /// (`vessel_api_responses_total`), so that outages and driver failures show
-/// in `/metrics` and not only in logs.
+/// in `/metrics` and not only in logs, and times it by route template
+/// (`vessel_http_request_duration_seconds`). The route is the template the
+/// router matched (`/status/{userId}`), never the path, so user ids and
+/// arbitrary paths cannot become label values.
 async fn count_responses(
     axum::extract::State(manager): axum::extract::State<Arc<SessionManager>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let started = std::time::Instant::now();
     let endpoint = endpoint_of(request.uri().path());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let labels = format!(
-        "endpoint=\"{endpoint}\",status=\"{}\"",
-        response.status().as_u16()
-    );
-    manager
-        .metrics()
-        .incr("vessel_api_responses_total", &labels);
+    let status = response.status().as_u16();
+    let metrics = manager.metrics();
+    metrics.count_response(endpoint, status);
+    let route = route.as_ref().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+    metrics.observe_request(route, status, started.elapsed());
     if response.extensions().get::<ErrorCode>() == Some(&ErrorCode("corrupt_record")) {
-        manager
-            .metrics()
-            .incr("vessel_corrupt_records_total", r#"found_by="api""#);
+        metrics.count_corrupt_record(FoundBy::Api);
     }
     response
 }

@@ -1,8 +1,12 @@
 //! The two driver handles the session manager calls: [`VmDriver`] and
 //! [`ProxyDriver`]. Each call instantiates the pre-linked component in a
-//! fresh store, so calls run in parallel and share nothing.
+//! fresh store, so calls run in parallel and share nothing; a host's
+//! drivers time every call and count its failures
+//! (`vessel_plugin_call_duration_seconds`, `vessel_plugin_call_errors_total`).
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::component::InstancePre;
 
@@ -13,26 +17,58 @@ use super::call_state::CallState;
 use super::error::{DriverError, PluginError};
 use super::runtime::{LoadedPlugin, PluginRuntime};
 use crate::config::{Config, PluginConfig};
+use crate::metrics::Metrics;
 
 /// Runs one driver operation: a fresh store, instantiation from the
 /// pre-linked component, the export call, the limits, and the mapping of
-/// the driver's WIT error.
+/// the driver's WIT error; timed once its turn comes.
 macro_rules! driver_call {
     ($self:ident, $op:literal, |$instance:ident, $store:ident| $call:expr) => {{
         let _turn = $self.plugin.turn().await;
-        let (mut $store, watch) = $self.plugin.begin($op)?;
-        let answer = watch
-            .run(async {
-                let $instance = $self.pre.instantiate_async(&mut $store).await?;
-                $call.await
+        $self
+            .meter
+            .time($op, async {
+                let (mut $store, watch) = $self.plugin.begin($op)?;
+                let answer = watch
+                    .run(async {
+                        let $instance = $self.pre.instantiate_async(&mut $store).await?;
+                        $call.await
+                    })
+                    .await?;
+                answer.map_err(|error| PluginError::Driver {
+                    plugin: $self.plugin.name().to_string(),
+                    op: $op,
+                    error: DriverError::from(error),
+                })
             })
-            .await?;
-        answer.map_err(|error| PluginError::Driver {
-            plugin: $self.plugin.name().to_string(),
-            op: $op,
-            error: DriverError::from(error),
-        })
+            .await
     }};
+}
+
+/// Where a driver's calls are measured: the plugin's configuration slot
+/// (`vm`, `proxy`), which names it in the metrics' labels, and the host's
+/// metrics (`None` for a driver loaded on its own, as plugin tests do).
+#[derive(Clone)]
+struct CallMeter {
+    slot: &'static str,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl CallMeter {
+    /// Runs `call` of WIT function `function`, recording its latency and
+    /// whether it failed.
+    async fn time<T>(
+        &self,
+        function: &'static str,
+        call: impl Future<Output = Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        let started = Instant::now();
+        let result = call.await;
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_plugin_call(self.slot, function, started.elapsed(), result.is_err());
+        }
+        result
+    }
 }
 
 fn link_error(
@@ -57,6 +93,7 @@ fn link_error(
 pub struct VmDriver {
     plugin: Arc<LoadedPlugin>,
     pre: Arc<VmPluginPre<CallState>>,
+    meter: CallMeter,
 }
 
 impl VmDriver {
@@ -72,7 +109,17 @@ impl VmDriver {
         Ok(VmDriver {
             plugin: Arc::new(plugin),
             pre: Arc::new(pre),
+            meter: CallMeter {
+                slot: "vm",
+                metrics: None,
+            },
         })
+    }
+
+    /// The same driver, recording its calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> VmDriver {
+        self.meter.metrics = Some(metrics);
+        self
     }
 
     /// Creates and boots a VM.
@@ -121,6 +168,7 @@ impl VmDriver {
 pub struct ProxyDriver {
     plugin: Arc<LoadedPlugin>,
     pre: Arc<ProxyPluginPre<CallState>>,
+    meter: CallMeter,
 }
 
 impl ProxyDriver {
@@ -137,7 +185,17 @@ impl ProxyDriver {
         Ok(ProxyDriver {
             plugin: Arc::new(plugin),
             pre: Arc::new(pre),
+            meter: CallMeter {
+                slot: "proxy",
+                metrics: None,
+            },
         })
+    }
+
+    /// The same driver, recording its calls in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ProxyDriver {
+        self.meter.metrics = Some(metrics);
+        self
     }
 
     /// Routes a session and returns its public URL.

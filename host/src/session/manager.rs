@@ -16,7 +16,7 @@ use super::staging::{StagedProject, StagingError, StagingPolicy};
 use crate::clock::Clock;
 use crate::config::{Config, Liveness};
 use crate::ids::UserId;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StartResult, StoppedBy};
 use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec};
 use crate::store::{
     Capacity, HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore,
@@ -230,7 +230,7 @@ impl SessionManager {
         &self.proxy
     }
 
-    /// This host's counters.
+    /// This host's metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -285,7 +285,7 @@ impl SessionManager {
                 Some(record) if record.status == SessionStatus::Active => {
                     match self.liveness.verdict(&record).await {
                         Verdict::Alive(health) => {
-                            self.metrics.incr("vessel_starts_total", "result=\"hit\"");
+                            self.metrics.count_start(StartResult::Hit);
                             return Ok(Started {
                                 record,
                                 reused: true,
@@ -330,7 +330,11 @@ impl SessionManager {
                     match self.store.insert_new(&record, capacity).await? {
                         InsertOutcome::Inserted => {
                             let record = self.cold_start(user, &project, record).await;
-                            self.metrics.count_start(record.is_ok());
+                            self.metrics.count_start(if record.is_ok() {
+                                StartResult::Created
+                            } else {
+                                StartResult::Failed
+                            });
                             return Ok(Started {
                                 record: record?,
                                 reused: false,
@@ -338,8 +342,7 @@ impl SessionManager {
                             });
                         }
                         InsertOutcome::Full => {
-                            self.metrics
-                                .incr("vessel_starts_total", r#"result="at_capacity""#);
+                            self.metrics.count_start(StartResult::AtCapacity);
                             return Err(SessionError::AtCapacity(format!(
                                 "the fleet holds its maximum of {} sessions \
                                  (session.max_sessions); try again once some have stopped",
@@ -347,8 +350,7 @@ impl SessionManager {
                             )));
                         }
                         InsertOutcome::StarterFull => {
-                            self.metrics
-                                .incr("vessel_starts_total", r#"result="at_capacity""#);
+                            self.metrics.count_start(StartResult::AtCapacity);
                             return Err(SessionError::StarterAtCapacity(format!(
                                 "this token holds its maximum of {} sessions \
                                  (limits.max_sessions_per_token); stop one first",
@@ -371,7 +373,7 @@ impl SessionManager {
             let claim = self.claim(StopCondition::Active);
             if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
                 self.teardown(user, &claimed).await?;
-                self.metrics.incr("vessel_stops_total", r#"by="user""#);
+                self.metrics.count_stop(StoppedBy::User);
                 tracing::info!(user_id = %user, vm_id = %claimed.vm_id, "session stopped");
                 return Ok(Stopped::Stopped);
             }
@@ -449,7 +451,7 @@ impl SessionManager {
             step = claimed.start_step.map(StartStep::as_str).unwrap_or("stopping"),
             "took over an abandoned start or stop whose lease expired; undoing it"
         );
-        self.metrics.incr("vessel_takeovers_total", "");
+        self.metrics.count_takeover();
         self.teardown(user, &claimed).await?;
         Ok(Some(claimed))
     }
@@ -709,7 +711,7 @@ impl SessionManager {
     /// knowledge), removes what the step says may exist, and deletes the
     /// record.
     async fn roll_back(&self, user: &UserId, mut record: SessionRecord, owner: &str) {
-        self.metrics.incr("vessel_rollbacks_total", "");
+        self.metrics.count_rollback();
         let made = Made::of(&record);
         if made.vm || made.route {
             record.status = SessionStatus::Stopping;

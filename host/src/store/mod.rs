@@ -1,6 +1,7 @@
 //! Session storage: the [`SessionStore`] trait and its two implementations,
 //! Redis ([`redis::RedisStore`]) for one or many hosts, and an embedded
-//! database ([`embedded::EmbeddedStore`]) for one machine.
+//! database ([`embedded::EmbeddedStore`]) for one machine; and
+//! [`metered::MeteredStore`], which counts either one's failures.
 //!
 //! Every method that moves a session from one state to another is atomic in
 //! the store, so that several requests, Reapers or hosts racing on one user
@@ -8,6 +9,7 @@
 //! stopped session, and stops that are claimed before they are carried out.
 
 pub mod embedded;
+pub mod metered;
 pub mod record;
 pub mod redis;
 pub mod transition;

@@ -91,9 +91,14 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// Opens (creating if needed) the state directory at `root`.
+    /// Opens (creating if needed) the state directory at `root`. Its
+    /// subdirectories are made once, `faults` last: when that one is there,
+    /// a call costs one look rather than making four directories again.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<StateDir> {
         let root = root.into();
+        if root.join("faults").is_dir() {
+            return Ok(StateDir { root });
+        }
         for sub in ["items", "slots", "calls", "faults"] {
             match fs::create_dir_all(root.join(sub)) {
                 Ok(()) => {}
