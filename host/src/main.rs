@@ -25,12 +25,21 @@ enum Command {
         #[arg(long, short, env = "VESSEL_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Prints the configuration that `serve` would use, as loaded (secrets
-    /// redacted).
+    /// Loads the configuration that `serve` would use (file, defaults and
+    /// environment) and prints it as TOML: every field, secrets redacted.
     CheckConfig {
         /// The TOML configuration.
         #[arg(long, short, env = "VESSEL_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Writes the default configuration, every field commented, to start a
+    /// config file from.
+    InitConfig {
+        /// Where to write it; `-` or none: standard output.
+        path: Option<PathBuf>,
+        /// Overwrite the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// Mints an API token, signed with the configured key (the first of
     /// `auth.signing_keys`, else the host's own `{data_dir}/signing.key`).
@@ -54,6 +63,51 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime_serde::re::humantime::parse_duration)]
         ttl: std::time::Duration,
     },
+}
+
+/// Writes `text` to standard output. A reader that has gone away (`vessel
+/// check-config | head`) is not an error: it has read all it wanted.
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(error).context("cannot write to standard output")
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Writes the default configuration to `path`, refusing to overwrite a file
+/// unless `force`.
+fn write_new_file(path: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "{} already exists: pass --force to overwrite it, or name another file",
+                path.display()
+            )
+        } else {
+            anyhow::Error::new(error).context(format!("cannot write {}", path.display()))
+        }
+    })?;
+    file.write_all(vessel::config::DEFAULT_FILE.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!(
+        "wrote {}: run `vessel check-config --config {}` to see it in effect",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }
 
 fn init_logging() {
@@ -84,9 +138,22 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     init_logging();
     let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The message and its causes on one line, without a backtrace:
+            // the operator needs to know what to change, not where in
+            // Vessel it was noticed.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     match cli.command {
         Command::Serve { config } => {
@@ -111,8 +178,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref(), env)?;
-            println!("{config:#?}");
+            print_out(&config.to_toml()?)?;
         }
+        Command::InitConfig { path, force } => match path {
+            Some(path) if path.as_os_str() != "-" => write_new_file(&path, force)?,
+            _ => print_out(vessel::config::DEFAULT_FILE)?,
+        },
         Command::Token {
             config,
             user,
@@ -127,7 +198,7 @@ async fn main() -> anyhow::Result<()> {
                 (None, None) => anyhow::bail!("name --user ID or --operator"),
             };
             let token = vessel::auth::token::mint(&key, &subject, scope, ttl)?;
-            println!("{token}");
+            print_out(&format!("{token}\n"))?;
         }
     }
     Ok(())

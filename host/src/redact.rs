@@ -6,6 +6,12 @@
 /// (`redis://:hunter2@host/0` becomes `redis://:***@host/0`). Text that is
 /// not a URL with a password comes back as it is.
 pub fn url(url: &str) -> String {
+    url_with_mask(url, "***")
+}
+
+/// `url` with the password of its user info replaced by `mask`, as
+/// [`url`] does with `***`.
+pub fn url_with_mask(url: &str, mask: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
@@ -16,7 +22,7 @@ pub fn url(url: &str) -> String {
     };
     let (user_info, host) = (&rest[..at], &rest[at..]);
     match user_info.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***{host}"),
+        Some((user, _password)) => format!("{scheme}://{user}:{mask}{host}"),
         None => url.to_string(),
     }
 }

@@ -642,20 +642,11 @@ cache_dir = "{cache}"
 }
 
 /// The `[plugins.vm]` table of the mock VM with `settings` (TOML lines such
-/// as `call_timeout = "60s"` or `settings = { boot_delay_ms = 50 }`). A
-/// `[plugins.vm]` table replaces the default one, so this spells out the
-/// rest of it: the component, inspect liveness and the state directory.
+/// as `call_timeout = "60s"` or `settings = { boot_delay_ms = 50 }`). What
+/// it leaves out keeps the mock's defaults: the component, inspect liveness
+/// and the state directory.
 pub fn mock_vm_table(settings: &str) -> String {
-    format!(
-        r#"
-[plugins.vm]
-path = "mock_vm.wasm"
-liveness = "inspect"
-{settings}
-[plugins.vm.grants]
-dirs = [{{ host = "{{data_dir}}/mock-vm", guest = "/state", read_only = false }}]
-"#
-    )
+    format!("\n[plugins.vm]\n{settings}\n")
 }
 
 /// Whether process `pid` exists and has not exited (a zombie has: it stays

@@ -11,48 +11,30 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+mod error;
+mod plugin_table;
+mod print;
 mod security;
 
+pub use error::{ConfigError, Origin};
+pub use plugin_table::PluginSlot;
+pub use print::REDACTED;
 pub use security::{AuthConfig, AuthMode, HttpConfig, LimitsConfig, MetricsAccess, Secret};
 
-/// Why a configuration could not be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML for this schema.
-    #[error("config file {path} is invalid: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong, with line and column.
-        source: Box<toml::de::Error>,
-    },
-    /// An environment variable holds a value of the wrong form.
-    #[error("environment variable {name}={value:?} is invalid: {reason}")]
-    Env {
-        /// The variable.
-        name: &'static str,
-        /// Its value.
-        value: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The values parse but do not make sense together.
-    #[error("invalid configuration: {0}")]
-    Invalid(String),
-}
+/// The commented default configuration that `vessel init-config` writes:
+/// every field, what it does and its default. It loads to
+/// [`Config::default`], and the README's configuration reference shows it
+/// verbatim (both are tested).
+pub const DEFAULT_FILE: &str = include_str!("default.toml");
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+///
+/// Every table and field is optional in a file; what a file leaves out
+/// keeps its default, at every level (see [`PluginSlot`] for the plugin
+/// tables, whose defaults depend on the component).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Where the HTTP API listens. Default `127.0.0.1:8080`; env `VESSEL_LISTEN`.
@@ -105,14 +87,21 @@ impl Default for Config {
 }
 
 /// Where sessions are stored.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// A Redis URL (`redis://host:port/db`). When set, sessions live in
     /// Redis under `session:{userId}`, and several hosts may share it. When
-    /// unset (the default), the embedded store is used. Env `VESSEL_REDIS_URL`.
+    /// unset or empty (the default), the embedded store is used. Env
+    /// `VESSEL_REDIS_URL` (empty: the embedded store).
+    #[serde(
+        deserialize_with = "empty_is_none",
+        serialize_with = "print::redacted_url",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub redis_url: Option<String>,
     /// The embedded store's file. Default `{data_dir}/sessions.redb`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub embedded_path: Option<PathBuf>,
     /// How long one store request may take before it counts as an outage
     /// (the API then answers 503). Default `2s`.
@@ -144,7 +133,7 @@ impl Default for StoreConfig {
 }
 
 /// What a session's VM looks like and how its lifecycle is bounded.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
     /// The image VMs boot from. Default `weaveworks/ignite-ubuntu:latest`.
@@ -245,7 +234,7 @@ impl Default for SessionConfig {
 
 /// What to do with a project entry that is not a regular file or directory
 /// inside the project.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum UnsafeEntries {
     /// Leave it out of the copy and log it.
@@ -256,7 +245,7 @@ pub enum UnsafeEntries {
 }
 
 /// The Reaper: stops sessions whose heartbeat stopped.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReaperConfig {
     /// Whether the Reaper runs on this host. Default `true`.
@@ -288,7 +277,7 @@ impl Default for ReaperConfig {
 
 /// Reconciliation: compares the session records with the VMs the VM driver
 /// lists and the routes the proxy driver lists, and repairs what differs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReconcileConfig {
     /// Whether this host reconciles (at start-up and then periodically).
@@ -311,18 +300,21 @@ impl Default for ReconcileConfig {
 }
 
 /// The two drivers and where their `.wasm` files are.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(from = "plugin_table::PluginsTable")]
 pub struct PluginsConfig {
     /// The directory relative plugin paths resolve against. Default: env
     /// `VESSEL_PLUGIN_DIR`, else `plugins/` beside the `vessel` binary, else
     /// the workspace's build output (`target/wasm32-wasip2/plugin/`), which
     /// is where `scripts/build-plugins` puts them.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
     /// Where compiled plugins are cached between runs. Default
     /// `{data_dir}/cache`; env `VESSEL_PLUGIN_CACHE_DIR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_dir: Option<PathBuf>,
-    /// The VM driver. Default: `mock_vm.wasm` with a state directory.
+    /// The VM driver. Default: `mock_vm.wasm` with a state directory (see
+    /// [`PluginSlot::defaults`]).
     pub vm: PluginConfig,
     /// The proxy driver. Default: `mock_proxy.wasm` with a state directory.
     pub proxy: PluginConfig,
@@ -350,15 +342,15 @@ impl Default for PluginsConfig {
         PluginsConfig {
             dir: None,
             cache_dir: None,
-            vm: PluginConfig::mock("mock_vm.wasm", "mock-vm", Liveness::Inspect),
-            proxy: PluginConfig::mock("mock_proxy.wasm", "mock-proxy", Liveness::Tcp),
+            vm: PluginSlot::Vm.defaults(None),
+            proxy: PluginSlot::Proxy.defaults(None),
             call_slots: PluginsConfig::DEFAULT_CALL_SLOTS,
         }
     }
 }
 
 /// How a cache hit checks that the session's VM still runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Liveness {
     /// Connect to the VM's ip and first port over TCP (no plugin call).
@@ -370,10 +362,16 @@ pub enum Liveness {
 }
 
 /// One plugin: its component, its limits, its settings and its capabilities.
-#[derive(Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+///
+/// A file's plugin table is read as `plugin_table::PluginTable`, with every
+/// field optional, and merged onto the slot's defaults; a field added here
+/// is added there too.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct PluginConfig {
-    /// The component file, absolute or relative to `plugins.dir`.
+    /// The component file, absolute or relative to `plugins.dir`. Default:
+    /// the slot's mock, `mock_vm.wasm` or `mock_proxy.wasm`. Naming another
+    /// component changes the defaults of `liveness` and `grants` (see
+    /// [`PluginSlot::defaults`]).
     pub path: PathBuf,
     /// The longest one call may run (wall clock) before it is stopped and
     /// answered as timed out. Default `60s`.
@@ -391,7 +389,9 @@ pub struct PluginConfig {
     /// wait their turn. `0` means no limit. Default: no limit for the VM
     /// driver, `1` for the proxy driver, since nginx's check and reload of
     /// one change must not overlap another's (raise it for a proxy whose
-    /// backend takes concurrent changes, such as Caddy).
+    /// backend takes concurrent changes, such as Caddy). `None` (only in a
+    /// configuration built in code) means the slot's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_calls: Option<u32>,
     /// For the VM driver: how a cache hit checks liveness (`tcp`, `inspect`
     /// or `none`). Default `tcp`; the mock VM's default is `inspect`, since
@@ -399,8 +399,11 @@ pub struct PluginConfig {
     pub liveness: Liveness,
     /// Plugin-specific settings, handed to the plugin through the `config`
     /// interface as strings (numbers and booleans are written as text).
+    /// Default: none.
+    #[serde(serialize_with = "print::redacted_map")]
     pub settings: BTreeMap<String, toml::Value>,
-    /// What the plugin may do outside its sandbox.
+    /// What the plugin may do outside its sandbox. Default: the mock's
+    /// state directory for the mocks, nothing for any other component.
     pub grants: Grants,
 }
 
@@ -459,27 +462,10 @@ impl Default for PluginConfig {
 }
 
 impl PluginConfig {
-    /// A mock plugin keeping its state in `{data_dir}/<state_name>`.
     /// The default of [`PluginConfig::memory_limit_mib`].
     pub const DEFAULT_MEMORY_LIMIT_MIB: u64 = 64;
     /// The largest [`PluginConfig::memory_limit_mib`]: a 32-bit memory's.
     pub const MAX_MEMORY_LIMIT_MIB: u64 = 4096;
-
-    fn mock(file: &str, state_name: &str, liveness: Liveness) -> PluginConfig {
-        PluginConfig {
-            path: PathBuf::from(file),
-            liveness,
-            grants: Grants {
-                dirs: vec![DirGrant {
-                    host: PathBuf::from(format!("{{data_dir}}/{state_name}")),
-                    guest: "/state".to_string(),
-                    read_only: false,
-                }],
-                ..Grants::default()
-            },
-            ..PluginConfig::default()
-        }
-    }
 
     /// The settings as the strings plugins read.
     pub fn settings_as_strings(&self) -> Result<BTreeMap<String, String>, ConfigError> {
@@ -505,9 +491,10 @@ impl PluginConfig {
 }
 
 /// The capabilities granted to one plugin. Nothing else is visible to it:
-/// no files, no programs, no network, no environment.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// no files, no programs, no network, no environment. Each field a file's
+/// grants table leaves out keeps the slot's default; a list given replaces
+/// the default list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Grants {
     /// Host directories the plugin sees (WASI preopens).
     pub dirs: Vec<DirGrant>,
@@ -526,8 +513,9 @@ pub struct Grants {
     pub symlinks: bool,
 }
 
-/// One HTTP grant.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// One HTTP grant: an origin, or a table limiting it (an unknown key in the
+/// table is an error, as everywhere in the file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum HttpGrant {
     /// Every method and path of an origin, e.g. `"http://127.0.0.1:2019"`.
@@ -537,13 +525,61 @@ pub enum HttpGrant {
         /// The origin, `http://host:port`.
         origin: String,
         /// The methods allowed (e.g. `["GET", "POST"]`); empty: any.
-        #[serde(default)]
         methods: Vec<String>,
         /// The path prefixes allowed (e.g. `["/id/vessel-"]`), matched on the
         /// request's path once `.` and `..` are resolved; empty: any.
-        #[serde(default)]
         paths: Vec<String>,
     },
+}
+
+impl<'de> Deserialize<'de> for HttpGrant {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// The table form, read on its own so that its unknown keys are
+        /// named (an untagged enum would only say that nothing matched).
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Limited {
+            origin: String,
+            #[serde(default)]
+            methods: Vec<String>,
+            #[serde(default)]
+            paths: Vec<String>,
+        }
+
+        struct GrantVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for GrantVisitor {
+            type Value = HttpGrant;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(
+                    r#"an origin such as "http://127.0.0.1:2019", or a table { origin = "...", methods = [...], paths = [...] }"#,
+                )
+            }
+
+            fn visit_str<E: serde::de::Error>(self, origin: &str) -> Result<HttpGrant, E> {
+                Ok(HttpGrant::Origin(origin.to_string()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<HttpGrant, A::Error> {
+                let Limited {
+                    origin,
+                    methods,
+                    paths,
+                } = Limited::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(HttpGrant::Limited {
+                    origin,
+                    methods,
+                    paths,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(GrantVisitor)
+    }
 }
 
 impl HttpGrant {
@@ -563,7 +599,7 @@ impl From<String> for HttpGrant {
 
 /// One argument list a plugin may append to an exec grant's command (see
 /// [`crate::plugins::arg_policy`]).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ArgForm {
     /// Positional argument patterns: a literal, `re:REGEX` (the whole
@@ -577,7 +613,7 @@ pub struct ArgForm {
 }
 
 /// A host directory made visible to a plugin.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirGrant {
     /// The directory on the host; created if missing. `{data_dir}` expands.
@@ -590,11 +626,12 @@ pub struct DirGrant {
 }
 
 /// One program on a plugin's exec allowlist.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecGrant {
     /// The name the plugin asks for (`process.exec` `program`). Default: the
     /// first element of `command`, so a plugin may also ask by exact path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The fixed command: an absolute program path and any leading
     /// arguments, e.g. `["/usr/bin/sudo", "-n", "/usr/local/bin/ignite"]`.
@@ -602,7 +639,7 @@ pub struct ExecGrant {
     pub command: Vec<String>,
     /// Environment variables the program gets; it gets no others. Default
     /// empty.
-    #[serde(default)]
+    #[serde(default, serialize_with = "print::redacted_map")]
     pub env: BTreeMap<String, String>,
     /// The longest one run may take, whatever the plugin asks. Default `60s`.
     #[serde(default = "default_exec_timeout", with = "humantime_serde")]
@@ -641,30 +678,47 @@ fn default_max_output() -> usize {
 
 impl Config {
     /// Reads `path` (or the defaults when `None`), applies the environment
-    /// overrides from `env`, and checks the result.
+    /// overrides from `env`, and checks the result. Every error names the
+    /// file (with line and column where the parser knows them) or the
+    /// variable to change.
     pub fn load(
         path: Option<&Path>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
                     path: path.to_path_buf(),
-                    source,
+                    error,
                 })?;
-                Config::from_toml(&text).map_err(|source| ConfigError::Parse {
-                    path: path.to_path_buf(),
-                    source: Box::new(source),
-                })?
+                Config::from_toml(&text).map_err(|e| ConfigError::parse(path, &text, &e))?
             }
             None => Config::default(),
         };
-        config.apply_env(env)?;
-        config.validate()?;
+        let set = std::cell::RefCell::new(Vec::new());
+        config.apply_env(|name: &str| {
+            let value = env(name);
+            if value.is_some() {
+                set.borrow_mut().push(name.to_string());
+            }
+            value
+        })?;
+        config.validate().map_err(|error| match error {
+            ConfigError::Invalid(message) => ConfigError::InvalidIn {
+                origin: Origin {
+                    file: path.map(Path::to_path_buf),
+                    env: set.take(),
+                },
+                message,
+            },
+            other => other,
+        })?;
         Ok(config)
     }
 
     /// Parses a configuration from TOML text, without environment overrides.
+    /// What the text leaves out keeps its default; an unknown key is an
+    /// error.
     pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
         toml::from_str(text)
     }
@@ -736,17 +790,27 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if self.session.ports.is_empty() {
-            return invalid("session.ports must name at least one port".into());
+            return invalid(
+                "session.ports is empty: name at least one port, e.g. ports = [8080]".into(),
+            );
         }
         if self.session.cpus == 0 || self.session.memory_mib == 0 {
-            return invalid("session.cpus and session.memory_mib must be positive".into());
+            return invalid(
+                "session.cpus and session.memory_mib must be at least 1 (defaults 1 and 1024)"
+                    .into(),
+            );
         }
         if !self.session.project_dest.starts_with('/') {
-            return invalid("session.project_dest must be an absolute path".into());
+            return invalid(format!(
+                "session.project_dest ({:?}) must be an absolute path, e.g. \
+                 project_dest = \"/workspace\"",
+                self.session.project_dest
+            ));
         }
         if self.session.lease < Duration::from_millis(300) {
             return invalid(format!(
-                "session.lease ({:?}) must be at least 300ms: it is renewed every third of it",
+                "session.lease ({:?}) must be at least 300ms, since it is renewed every third \
+                 of it; write e.g. lease = \"30s\" (the default)",
                 self.session.lease
             ));
         }
@@ -756,7 +820,11 @@ impl Config {
             .iter()
             .any(|key| key.expose().len() < 32)
         {
-            return invalid("auth.signing_keys: every key must be at least 32 bytes".into());
+            return invalid(
+                "auth.signing_keys: every key must be at least 32 bytes; make one with \
+                 `openssl rand -hex 32`"
+                    .into(),
+            );
         }
         if self
             .auth
@@ -764,7 +832,11 @@ impl Config {
             .as_ref()
             .is_some_and(|token| token.expose().len() < 32)
         {
-            return invalid("auth.operator_token must be at least 32 characters".into());
+            return invalid(
+                "auth.operator_token must be at least 32 characters; make one with \
+                 `openssl rand -hex 32`, or leave it out"
+                    .into(),
+            );
         }
         let longest_start = self.session.start_timeout + self.session.stop_timeout;
         if let Some(limit) = self.http.request_timeout
@@ -772,7 +844,8 @@ impl Config {
         {
             return invalid(format!(
                 "http.request_timeout ({limit:?}) must exceed session.start_timeout + \
-                 session.stop_timeout ({longest_start:?}), or starts would be cut off"
+                 session.stop_timeout ({longest_start:?}), or starts would be cut off; raise \
+                 it, or leave it out for that sum plus 30s"
             ));
         }
         if self.http.max_connections == 0
@@ -781,7 +854,7 @@ impl Config {
         {
             return invalid(
                 "http.max_connections, http.body_limit_bytes and http.header_read_timeout \
-                 must be positive"
+                 must be positive (defaults 1024, 65536 and \"10s\")"
                     .into(),
             );
         }
@@ -801,10 +874,18 @@ impl Config {
             }
         }
         if self.reconcile.interval.is_zero() {
-            return invalid("reconcile.interval must be positive".into());
+            return invalid(
+                "reconcile.interval must be positive, e.g. interval = \"5m\" (the default); \
+                 to turn reconciliation off write enabled = false"
+                    .into(),
+            );
         }
         if self.reaper.interval.is_zero() || self.reaper.batch_size == 0 {
-            return invalid("reaper.interval and reaper.batch_size must be positive".into());
+            return invalid(
+                "reaper.interval and reaper.batch_size must be positive (defaults \"60s\" and \
+                 500); to turn the Reaper off write enabled = false"
+                    .into(),
+            );
         }
         if self.plugins.call_slots > PluginsConfig::MAX_CALL_SLOTS {
             return invalid(format!(
@@ -820,24 +901,30 @@ impl Config {
                 ));
             }
             if plugin.path.as_os_str().is_empty() {
-                return invalid(format!("plugins.{role}.path must name a .wasm file"));
+                return invalid(format!(
+                    "plugins.{role}.path is empty: name the component's .wasm file, or leave \
+                     the line out for the mock"
+                ));
             }
             if plugin.memory_limit_mib == 0
                 || plugin.call_timeout.is_zero()
                 || plugin.max_handles == 0
             {
                 return invalid(format!(
-                    "plugins.{role}.memory_limit_mib, max_handles and call_timeout must be positive"
+                    "plugins.{role}.memory_limit_mib, max_handles and call_timeout must be \
+                     positive (defaults 64, 256 and \"60s\")"
                 ));
             }
-            plugin.settings_as_strings()?;
+            if let Err(ConfigError::Invalid(reason)) = plugin.settings_as_strings() {
+                return invalid(format!("plugins.{role}.settings: {reason}"));
+            }
             for grant in &plugin.grants.exec {
                 match grant.command.first() {
                     Some(program) if Path::new(program).is_absolute() => {}
                     _ => {
                         return invalid(format!(
                             "plugins.{role}.grants.exec: command must start with an absolute \
-                             program path, got {:?}",
+                             program path, e.g. [\"/usr/bin/sudo\", \"-n\", ...], got {:?}",
                             grant.command
                         ));
                     }
@@ -866,7 +953,8 @@ impl Config {
                 }
                 if !dir.guest.starts_with('/') {
                     return invalid(format!(
-                        "plugins.{role}.grants.dirs: guest path {:?} must be absolute",
+                        "plugins.{role}.grants.dirs: guest path {:?} must be absolute, e.g. \
+                         guest = \"/state\"",
                         dir.guest
                     ));
                 }
@@ -969,6 +1057,15 @@ fn default_plugin_dirs() -> Vec<PathBuf> {
     dirs
 }
 
+/// Reads an optional string, taking an empty one for none, as the
+/// environment variables do (`redis_url = ""` means the embedded store).
+fn empty_is_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|value| !value.is_empty()))
+}
+
 fn env_duration(name: &'static str, value: &str) -> Result<Duration, ConfigError> {
     humantime_serde::re::humantime::parse_duration(value).map_err(|e| ConfigError::Env {
         name,
@@ -1069,29 +1166,329 @@ mod tests {
         }
     }
 
-    #[test]
-    fn check_config_output_holds_no_secret() {
-        let mut config = Config::from_toml(
+    /// One secret for every secret field, so that the printed file can be
+    /// completed by putting it back wherever it says `<redacted>`.
+    const SECRET: &str = "hunter2-hunter2-hunter2-hunter2-hunter2";
+
+    fn config_with_secrets() -> Config {
+        Config::from_toml(&format!(
             r#"
             [store]
-            redis_url = "redis://:hunter2@127.0.0.1:6379/0"
+            redis_url = "redis://:{SECRET}@127.0.0.1:6379/0"
+            [auth]
+            signing_keys = ["{SECRET}"]
+            operator_token = "{SECRET}"
             [plugins.proxy]
-            settings = { admin_token = "caddy-secret", mode = "path" }
+            settings = {{ admin_token = "{SECRET}", mode = "path", port = 2019 }}
             [[plugins.proxy.grants.exec]]
             command = ["/usr/bin/tool"]
-            env = { API_KEY = "tool-secret", PATH = "/usr/bin" }
+            env = {{ API_KEY = "{SECRET}", PATH = "/usr/bin" }}
+            [[plugins.proxy.grants.exec.allow]]
+            args = ["list"]
+            options = {{ "--name" = "re:[a-z]+" }}
+            [plugins.proxy.grants]
+            http = ["http://127.0.0.1:2019", {{ origin = "http://127.0.0.1:2020", methods = ["GET"] }}]
+            network = ["127.0.0.1:5432"]
+            "#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn check_config_output_holds_no_secret() {
+        let config = config_with_secrets();
+        let printed = config.to_toml().unwrap();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("redis://:<redacted>@127.0.0.1:6379/0"));
+        assert!(
+            printed.contains(r#"PATH = "/usr/bin""#) && printed.contains(r#"mode = "path""#),
+            "non-secret values stay: {printed}"
+        );
+        // Nor does the debug form, which logs may show.
+        let debug = format!("{config:#?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn check_config_output_loads_back_once_the_secrets_are_put_back() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let example = |name: &str| {
+            let text = std::fs::read_to_string(examples.join(name)).unwrap();
+            Config::from_toml(&text).unwrap()
+        };
+        for config in [
+            Config::default(),
+            config_with_secrets(),
+            example("ignite-nginx.toml"),
+            example("ignite-caddy.toml"),
+        ] {
+            let printed = config.to_toml().unwrap();
+            let completed = printed.replace(REDACTED, SECRET);
+            let loaded =
+                Config::from_toml(&completed).unwrap_or_else(|e| panic!("{e}\nin:\n{printed}"));
+            assert_eq!(loaded, config, "printed:\n{printed}");
+        }
+    }
+
+    #[test]
+    fn check_config_output_says_what_unset_fields_mean() {
+        let printed = Config::default().to_toml().unwrap();
+        for note in [
+            "[store]\n# redis_url is unset: sessions are kept in the embedded store",
+            "# embedded_path is unset: {data_dir}/sessions.redb (.vessel/sessions.redb)",
+            "# request_timeout is unset: session.start_timeout + session.stop_timeout + 30s \
+             (3m 30s)",
+            "# cache_dir is unset: {data_dir}/cache (.vessel/cache)",
+        ] {
+            assert!(printed.contains(note), "{note:?} in:\n{printed}");
+        }
+    }
+
+    #[test]
+    fn the_default_file_loads_to_the_defaults() {
+        assert_eq!(Config::from_toml(DEFAULT_FILE).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_readme_shows_the_default_file() {
+        let readme =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+                .unwrap();
+        assert!(
+            readme.contains(&format!("```toml\n{DEFAULT_FILE}```")),
+            "README.md's configuration reference must be host/src/config/default.toml, verbatim"
+        );
+    }
+
+    #[test]
+    fn every_table_keeps_what_it_does_not_set() {
+        type Change = fn(&mut Config);
+        let cases: [(&str, Change); 16] = [
+            ("shutdown_grace = \"1s\"", |c| {
+                c.shutdown_grace = Duration::from_secs(1)
+            }),
+            ("[store]\ntimeout = \"5s\"", |c| {
+                c.store.timeout = Duration::from_secs(5)
+            }),
+            ("[session]\ncpus = 2", |c| c.session.cpus = 2),
+            ("[reaper]\nenabled = false", |c| c.reaper.enabled = false),
+            ("[reconcile]\nenabled = false", |c| {
+                c.reconcile.enabled = false
+            }),
+            ("[auth]\nmode = \"none\"", |c| c.auth.mode = AuthMode::None),
+            ("[http]\nmax_connections = 10", |c| {
+                c.http.max_connections = 10
+            }),
+            ("[limits]\nexempt_loopback = false", |c| {
+                c.limits.exempt_loopback = false
+            }),
+            ("[plugins]\ndir = \"/opt/p\"", |c| {
+                c.plugins.dir = Some(PathBuf::from("/opt/p"))
+            }),
+            ("[plugins.vm]\nliveness = \"tcp\"", |c| {
+                c.plugins.vm.liveness = Liveness::Tcp
+            }),
+            ("[plugins.proxy]\ncall_timeout = \"5s\"", |c| {
+                c.plugins.proxy.call_timeout = Duration::from_secs(5)
+            }),
+            ("[plugins.vm]\npath = \"/opt/vessel/mock_vm.wasm\"", |c| {
+                c.plugins.vm.path = PathBuf::from("/opt/vessel/mock_vm.wasm")
+            }),
+            ("[plugins.vm.grants]\nsymlinks = true", |c| {
+                c.plugins.vm.grants.symlinks = true
+            }),
+            ("[plugins.proxy.grants]\nnetwork = [\"127.0.0.1:1\"]", |c| {
+                c.plugins.proxy.grants.network = vec![SocketAddr::from(([127, 0, 0, 1], 1))]
+            }),
+            (
+                "[[plugins.vm.grants.exec]]\ncommand = [\"/bin/true\"]",
+                |c| {
+                    c.plugins.vm.grants.exec.push(ExecGrant {
+                        name: None,
+                        command: vec!["/bin/true".into()],
+                        env: BTreeMap::new(),
+                        max_timeout: Duration::from_secs(60),
+                        max_output_bytes: 1 << 20,
+                        allow: Vec::new(),
+                    })
+                },
+            ),
+            (
+                "[plugins.vm.grants]\nhttp = [{ origin = \"http://127.0.0.1:1\" }]",
+                |c| {
+                    c.plugins.vm.grants.http = vec![HttpGrant::Limited {
+                        origin: "http://127.0.0.1:1".into(),
+                        methods: Vec::new(),
+                        paths: Vec::new(),
+                    }]
+                },
+            ),
+        ];
+        for (text, change) in cases {
+            let mut expected = Config::default();
+            change(&mut expected);
+            let loaded = Config::from_toml(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(loaded, expected, "{text}");
+            loaded.validate().unwrap_or_else(|e| panic!("{text}: {e}"));
+        }
+    }
+
+    #[test]
+    fn a_partial_plugin_table_keeps_its_slots_defaults() {
+        let config = Config::from_toml("[plugins.vm]\nliveness = \"tcp\"\n").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.plugins.vm.path, PathBuf::from("mock_vm.wasm"));
+        assert_eq!(
+            config.plugins.vm.grants.dirs,
+            Config::default().plugins.vm.grants.dirs
+        );
+        assert_eq!(config.plugins.vm.grants.dirs[0].guest, "/state");
+
+        // The proxy's calls take turns unless the file says otherwise.
+        let config = Config::from_toml("[plugins.proxy]\nmemory_limit_mib = 32\n").unwrap();
+        assert_eq!(config.plugins.proxy.max_concurrent_calls, Some(1));
+        assert_eq!(config.plugins.vm.max_concurrent_calls, Some(0));
+        assert_eq!(
+            config.plugins.proxy.grants.dirs[0].host,
+            PathBuf::from("{data_dir}/mock-proxy")
+        );
+    }
+
+    #[test]
+    fn another_component_is_granted_nothing_it_did_not_ask_for() {
+        let config = Config::from_toml(
+            r#"
+            [plugins.vm]
+            path = "ignite_vm.wasm"
+            [[plugins.vm.grants.exec]]
+            command = ["/usr/local/bin/ignite"]
+            [plugins.proxy]
+            path = "/opt/vessel/nginx_proxy.wasm"
             "#,
         )
         .unwrap();
-        config.auth.operator_token = Some(Secret::new("operator-secret-operator-secret!!"));
-        let printed = format!("{config:#?}");
-        for secret in ["hunter2", "caddy-secret", "tool-secret", "operator-secret"] {
-            assert!(!printed.contains(secret), "{secret} in:\n{printed}");
+        config.validate().unwrap();
+        let vm = &config.plugins.vm;
+        assert!(vm.grants.dirs.is_empty(), "{:?}", vm.grants);
+        assert_eq!(vm.grants.exec.len(), 1);
+        assert_eq!(vm.liveness, Liveness::Tcp);
+        // The limits are the slot's, whatever the component.
+        assert_eq!(vm.call_timeout, Duration::from_secs(60));
+        assert_eq!(vm.max_concurrent_calls, Some(0));
+        let proxy = &config.plugins.proxy;
+        assert_eq!(proxy.grants, Grants::default());
+        assert_eq!(proxy.max_concurrent_calls, Some(1));
+    }
+
+    #[test]
+    fn an_empty_redis_url_or_operator_token_is_unset() {
+        let config =
+            Config::from_toml("[store]\nredis_url = \"\"\n[auth]\noperator_token = \"\"\n")
+                .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.store.redis_url, None);
+        assert_eq!(config.auth.operator_token, None);
+    }
+
+    /// The error of loading `text` from a file named `vessel.toml`.
+    fn load_error(text: &str) -> (PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vessel.toml");
+        std::fs::write(&path, text).unwrap();
+        let error = Config::load(Some(&path), no_env).unwrap_err().to_string();
+        (path, error)
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_file_line_and_column() {
+        let cases = [
+            ("listen_x = 1", 1, 1, "listen_x", "`listen`"),
+            (
+                "[session]\ncpus = 1\nimage_x = \"a\"",
+                3,
+                1,
+                "image_x",
+                "`image`",
+            ),
+            (
+                "[plugins.vm]\nliveness_x = \"tcp\"",
+                2,
+                1,
+                "liveness_x",
+                "`liveness`",
+            ),
+            (
+                "[plugins.proxy.grants]\n  dirz = []",
+                2,
+                3,
+                "dirz",
+                "`dirs`",
+            ),
+            (
+                "[[plugins.vm.grants.exec]]\ncommand = [\"/bin/true\"]\ntimeout = \"1s\"",
+                3,
+                1,
+                "timeout",
+                "`max_timeout`",
+            ),
+            (
+                "[plugins.vm.grants]\ndirs = [{ host = \"/x\", guest = \"/y\", ro = true }]",
+                2,
+                38,
+                "ro",
+                "`read_only`",
+            ),
+            (
+                "[plugins.vm.grants]\nhttp = [{ origin = \"http://a:1\", method = [] }]",
+                2,
+                34,
+                "method",
+                "`methods`",
+            ),
+            (
+                "[[plugins.vm.grants.exec]]\ncommand = [\"/bin/true\"]\n\
+                 [[plugins.vm.grants.exec.allow]]\nargz = []",
+                4,
+                1,
+                "argz",
+                "`args`",
+            ),
+        ];
+        for (text, line, column, key, suggestion) in cases {
+            let (path, error) = load_error(text);
+            let expected = format!(
+                "{}:{line}:{column}: unknown field `{key}`, expected ",
+                path.display()
+            );
+            assert!(error.starts_with(&expected), "{text:?}: {error}");
+            assert!(error.contains(suggestion), "{text:?}: {error}");
         }
-        assert!(printed.contains("redis://:***@127.0.0.1:6379/0"));
+    }
+
+    #[test]
+    fn an_invalid_value_names_the_file_and_says_what_to_write() {
+        let (path, error) = load_error("[session]\nports = []\n");
+        assert_eq!(
+            error,
+            format!(
+                "{}: session.ports is empty: name at least one port, e.g. ports = [8080]",
+                path.display()
+            )
+        );
+        let (path, error) = load_error("[plugins.vm]\npath = \"\"\n");
         assert!(
-            printed.contains(r#""PATH": "/usr/bin""#),
-            "non-secret values stay: {printed}"
+            error.starts_with(&format!("{}: plugins.vm.path", path.display())),
+            "{error}"
+        );
+
+        let env = |name: &str| (name == "VESSEL_REAPER_INTERVAL").then(|| "0s".to_string());
+        let error = Config::load(None, env).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "the default configuration (no config file), with VESSEL_REAPER_INTERVAL from \
+                 the environment: reaper.interval"
+            ),
+            "{error}"
         );
     }
 

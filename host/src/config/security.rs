@@ -4,13 +4,20 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A secret from the configuration or the environment (a signing key, a
-/// token). It never appears in `Debug` output, logs or `check-config`.
+/// token). It never appears in `Debug` output, logs or `check-config`: it
+/// serializes as [`REDACTED`](super::REDACTED).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(super::REDACTED)
+    }
+}
 
 impl Secret {
     /// Wraps `value`.
@@ -31,7 +38,7 @@ impl fmt::Debug for Secret {
 }
 
 /// Whether the API checks who is calling.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     /// Every endpoint except `/healthz` (and `/openapi.json`) needs a bearer
@@ -44,7 +51,7 @@ pub enum AuthMode {
 }
 
 /// Who may read `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricsAccess {
     /// Clients connecting from a loopback address need no token (a local
@@ -58,7 +65,7 @@ pub enum MetricsAccess {
 }
 
 /// `[auth]`: who may call the API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `token` (default) or `none`. Env `VESSEL_AUTH_MODE`.
@@ -73,7 +80,12 @@ pub struct AuthConfig {
     /// address refuses to start.
     pub signing_keys: Vec<Secret>,
     /// A fixed operator token (at least 32 characters), for setups that do
-    /// not mint JWTs. Env `VESSEL_OPERATOR_TOKEN`. Default: none.
+    /// not mint JWTs. Env `VESSEL_OPERATOR_TOKEN`. Default: none (as is an
+    /// empty one, in the file or the environment).
+    #[serde(
+        deserialize_with = "empty_secret_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub operator_token: Option<Secret>,
     /// Who may read `/metrics`: `loopback` (default), `open` or `token`.
     pub metrics: MetricsAccess,
@@ -90,9 +102,18 @@ impl Default for AuthConfig {
     }
 }
 
+/// Reads an optional secret, taking an empty one for none, as the
+/// environment variables do.
+fn empty_secret_is_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Secret>, D::Error> {
+    let secret = Option::<Secret>::deserialize(deserializer)?;
+    Ok(secret.filter(|secret| !secret.0.is_empty()))
+}
+
 /// `[http]`: how the HTTP server protects itself from slow and greedy
 /// clients.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// The longest a client may take to send a request's headers; a slower
@@ -102,7 +123,7 @@ pub struct HttpConfig {
     /// The longest one request may take, body included; it is then answered
     /// 408. Must exceed `session.start_timeout` + `session.stop_timeout`.
     /// Default: that sum plus 30 seconds (`210s` with the defaults).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Duration>,
     /// Connections served at once; more wait in the kernel's queue until
     /// one closes. Default `1024`.
@@ -124,7 +145,7 @@ impl Default for HttpConfig {
 }
 
 /// `[limits]`: how much one caller may ask.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
     /// `POST /start` requests one user token may make per minute (on this
