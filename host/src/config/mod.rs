@@ -349,6 +349,25 @@ impl Default for PluginsConfig {
     }
 }
 
+/// Where a plugin's file operations (open, read, write, stat, ...) run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileIo {
+    /// On the thread running the call, as the plugin asks for them: no
+    /// hand-off per operation, so a call doing a dozen small file
+    /// operations takes microseconds rather than a thread switch each. An
+    /// operation blocks that thread (one of the host's request threads)
+    /// while the disk answers, and one operation moves at most the call's
+    /// memory limit. The default: right for local disks.
+    #[default]
+    Inline,
+    /// On a pool of threads kept for blocking work: every operation is
+    /// handed to it and its answer handed back (some microseconds each),
+    /// and a slow disk never holds a request thread. For granted
+    /// directories on network filesystems or disks that can stall.
+    ThreadPool,
+}
+
 /// How a cache hit checks that the session's VM still runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -397,6 +416,10 @@ pub struct PluginConfig {
     /// or `none`). Default `tcp`; the mock VM's default is `inspect`, since
     /// its addresses serve nothing. Ignored for the proxy driver.
     pub liveness: Liveness,
+    /// Where the plugin's file operations run: `inline` (on the call's own
+    /// thread; default) or `thread-pool` (handed to a pool of threads, for
+    /// granted directories on disks that can stall). See [`FileIo`].
+    pub file_io: FileIo,
     /// Plugin-specific settings, handed to the plugin through the `config`
     /// interface as strings (numbers and booleans are written as text).
     /// Default: none.
@@ -440,6 +463,7 @@ impl std::fmt::Debug for PluginConfig {
             .field("max_handles", &self.max_handles)
             .field("max_concurrent_calls", &self.max_concurrent_calls)
             .field("liveness", &self.liveness)
+            .field("file_io", &self.file_io)
             .field("settings", &redacted(&self.settings))
             .field("grants", &self.grants)
             .finish()
@@ -455,6 +479,7 @@ impl Default for PluginConfig {
             max_handles: 256,
             max_concurrent_calls: None,
             liveness: Liveness::Tcp,
+            file_io: FileIo::Inline,
             settings: BTreeMap::new(),
             grants: Grants::default(),
         }

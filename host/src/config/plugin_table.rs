@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{DirGrant, ExecGrant, Grants, HttpGrant, Liveness, PluginConfig, PluginsConfig};
+use super::{
+    DirGrant, ExecGrant, FileIo, Grants, HttpGrant, Liveness, PluginConfig, PluginsConfig,
+};
 
 /// Which driver a plugin table configures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +121,7 @@ struct PluginTable {
     max_handles: Option<u32>,
     max_concurrent_calls: Option<u32>,
     liveness: Option<Liveness>,
+    file_io: Option<FileIo>,
     settings: Option<BTreeMap<String, toml::Value>>,
     grants: Option<GrantsTable>,
 }
@@ -133,6 +136,7 @@ impl PluginTable {
             max_handles: self.max_handles.unwrap_or(defaults.max_handles),
             max_concurrent_calls: self.max_concurrent_calls.or(defaults.max_concurrent_calls),
             liveness: self.liveness.unwrap_or(defaults.liveness),
+            file_io: self.file_io.unwrap_or(defaults.file_io),
             settings: self.settings.unwrap_or(defaults.settings),
             grants: match self.grants {
                 Some(grants) => grants.onto(defaults.grants),

@@ -9,12 +9,14 @@
 //! <state>/items/<id>.json     one file per VM or route the mock manages
 //! <state>/slots/<n>           reservation of a numbered slot (e.g. an IP)
 //! <state>/slots/last          the last slot handed out (where the next search starts)
-//! <state>/calls/<ns>-<u>.json the call record: one file per driver call
+//! <state>/calls.log          the call record: one JSON line per driver call
 //! <state>/faults/<op>         an injected fault for operation <op>
+//! <state>/.made               marks the directories above as made
 //! ```
 //!
 //! Every write that another instance may race with uses an exclusive create
-//! (`O_EXCL`) or a write-then-rename, so concurrent calls never corrupt it.
+//! (`O_EXCL`), a write-then-rename, or one appending write of a whole line,
+//! so concurrent calls never corrupt it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
@@ -92,20 +94,25 @@ pub struct StateDir {
 
 impl StateDir {
     /// Opens (creating if needed) the state directory at `root`. Its
-    /// subdirectories are made once, `faults` last: when that one is there,
-    /// a call costs one look rather than making four directories again.
+    /// subdirectories are made once, then the marker file `.made`: when
+    /// that is there, a call costs one look rather than making every
+    /// directory again. (A test or a person may make `faults/` alone, so
+    /// no subdirectory can serve as the marker.)
     pub fn open(root: impl Into<PathBuf>) -> io::Result<StateDir> {
         let root = root.into();
-        if root.join("faults").is_dir() {
+        let marker = root.join(".made");
+        if marker.is_file() {
             return Ok(StateDir { root });
         }
-        for sub in ["items", "slots", "calls", "faults"] {
+        for sub in ["items", "slots", "faults"] {
             match fs::create_dir_all(root.join(sub)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
         }
+        // Best effort: in a directory granted read-only, every call looks.
+        let _ = fs::write(&marker, b"");
         Ok(StateDir { root })
     }
 
@@ -219,7 +226,11 @@ impl StateDir {
         }
     }
 
-    /// Appends one entry to the call record.
+    /// Appends one entry to the call record: one line, written by one
+    /// appending write (`O_APPEND`), so concurrent writers never interleave
+    /// and nobody has to read what the others wrote. A writer killed in the
+    /// middle leaves at most a last line without its newline, which readers
+    /// skip.
     pub fn record_call(&self, op: &str, target: &str, outcome: &str) -> io::Result<()> {
         let record = CallRecord {
             op: op.to_string(),
@@ -227,51 +238,104 @@ impl StateDir {
             outcome: outcome.to_string(),
             at_ms: now_ms(),
         };
-        let bytes = to_json(&record)?;
-        // Named by the time in nanoseconds, then a suffix unique to this
-        // writer: sorted names are call order, and no writer ever has to
-        // look at what the others wrote (O(1) however long the record is).
-        // Written whole under a `.tmp` name that readers skip, then renamed:
-        // a reader never sees a half-written record, and a host killed in
-        // the middle of the write leaves only an ignored `.tmp` file.
-        let calls = self.root.join("calls");
-        loop {
-            let name = unique_suffix();
-            let tmp = calls.join(format!("{name}.json.tmp"));
-            match OpenOptions::new().write(true).create_new(true).open(&tmp) {
-                Ok(mut file) => {
-                    file.write_all(&bytes)?;
-                    drop(file);
-                    return fs::rename(&tmp, calls.join(format!("{name}.json")));
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
-            }
-        }
+        let mut line =
+            serde_json::to_vec(&record).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        line.push(b'\n');
+        append_line(&self.root.join(CALL_LOG), &line)
     }
 }
 
+/// Appends `line` to the file at `path` (creating it) in one appending
+/// write: natively, a file opened with `O_APPEND`.
+#[cfg(not(target_os = "wasi"))]
+fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?
+        .write_all(line)
+}
+
+/// Appends `line` to the file at `path` (creating it) in one appending
+/// write: in a plugin, WASI's `append-via-stream` and one
+/// `blocking-write-and-flush`, which a host (wasmtime) may perform on the
+/// calling thread. Rust's `std` writes files with `check-write`, `write` and
+/// `flush` instead, which wasmtime always hands to a thread pool and back:
+/// most of a short mock call's time went to that hand-off. Lines longer
+/// than one such write allows go through `std`.
+#[cfg(target_os = "wasi")]
+fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
+    use wasip2::filesystem::types::{DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
+    use wasip2::io::streams::StreamError;
+
+    /// The most one `blocking-write-and-flush` takes.
+    const MAX_WRITE: usize = 4096;
+    let failed = |error: ErrorCode| {
+        let kind = match error {
+            ErrorCode::NoEntry => ErrorKind::NotFound,
+            ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly => {
+                ErrorKind::PermissionDenied
+            }
+            _ => ErrorKind::Other,
+        };
+        io::Error::new(kind, format!("{path:?}: {error:?}"))
+    };
+    let text = path.to_str();
+    let preopen = wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .find_map(|(dir, name)| {
+            let rest = text?.strip_prefix(name.trim_end_matches('/'))?;
+            let rest = rest.strip_prefix('/')?;
+            Some((dir, rest.to_string()))
+        });
+    let Some((dir, relative)) = preopen.filter(|_| line.len() <= MAX_WRITE) else {
+        return OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)?
+            .write_all(line);
+    };
+    let file = dir
+        .open_at(
+            PathFlags::empty(),
+            &relative,
+            OpenFlags::CREATE,
+            DescriptorFlags::WRITE,
+        )
+        .map_err(failed)?;
+    let stream = file.append_via_stream().map_err(failed)?;
+    stream
+        .blocking_write_and_flush(line)
+        .map_err(|error| match error {
+            StreamError::LastOperationFailed(error) => {
+                io::Error::other(format!("{path:?}: {}", error.to_debug_string()))
+            }
+            StreamError::Closed => io::Error::other(format!("{path:?}: closed")),
+        })
+}
+
+/// The call record's file in a state directory.
+const CALL_LOG: &str = "calls.log";
+
 /// Reads the call record of the state directory at `root`, in call order.
-/// This is how tests prove what a driver was asked to do.
+/// This is how tests prove what a driver was asked to do. A last line
+/// without its newline is still being written (or its writer was killed):
+/// it is not part of the record yet.
 pub fn read_calls(root: &Path) -> io::Result<Vec<CallRecord>> {
-    let mut files: Vec<PathBuf> = match fs::read_dir(root.join("calls")) {
-        Ok(dir) => dir
-            .map(|entry| entry.map(|e| e.path()))
-            .filter(|path| {
-                // Only finished records: a `.json.tmp` is still being written.
-                path.as_ref()
-                    .map_or(true, |p| p.extension().is_some_and(|ext| ext == "json"))
-            })
-            .collect::<io::Result<_>>()?,
+    let bytes = match fs::read(root.join(CALL_LOG)) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    files.sort();
-    files
-        .iter()
-        .map(|path| {
-            let bytes = fs::read(path)?;
-            serde_json::from_slice(&bytes).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+    let whole = match bytes.iter().rposition(|&b| b == b'\n') {
+        Some(last) => &bytes[..=last],
+        None => &[][..],
+    };
+    whole
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            serde_json::from_slice(line).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
         })
         .collect()
 }
@@ -506,12 +570,12 @@ mod tests {
     fn a_record_cut_off_while_being_written_is_not_read() {
         let state = temp_state("calls-cut-off");
         state.record_call("create", "u-1", "ok").unwrap();
-        // What a writer killed between creating and filling its file leaves.
-        fs::write(
-            state.root.join("calls/00000000000000000001-0.json.tmp"),
-            b"",
-        )
-        .unwrap();
+        // What a writer killed in the middle of its line leaves.
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(state.root.join(CALL_LOG))
+            .unwrap();
+        log.write_all(br#"{"op":"remove","tar"#).unwrap();
         let calls = read_calls(&state.root).unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].target, "u-1");
