@@ -523,6 +523,41 @@ impl Api {
         Api::answer(response).await
     }
 
+    /// Reads `GET /sessions/{user}/events` to its end: the server-sent
+    /// events as (event name, JSON data), in order, with the answer's
+    /// status and content type.
+    pub async fn events(&self, user: &str) -> (u16, String, Vec<(String, Value)>) {
+        let response = self
+            .request(reqwest::Method::GET, &format!("/sessions/{user}/events"))
+            .send()
+            .await
+            .expect("GET the events");
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let text = response.text().await.expect("the event stream ends");
+        let mut events = Vec::new();
+        for block in text.split("\n\n") {
+            let mut name = String::from("message");
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_string();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim_start());
+                }
+            }
+            if !data.is_empty() {
+                events.push((name, serde_json::from_str(&data).expect("JSON event data")));
+            }
+        }
+        (status, content_type, events)
+    }
+
     /// `POST path` with a raw body.
     pub async fn post_raw(&self, path: &str, body: &str) -> Answer {
         let response = self

@@ -31,6 +31,7 @@ pub fn record(user: &str, status: SessionStatus, owner: &str, at: u64) -> Sessio
         updated_at: at,
         owner: owner.to_string(),
         start_step: (status == SessionStatus::Starting).then_some(StartStep::CopyingProject),
+        start_steps: Vec::new(),
         project_path: Some("/tmp/project".to_string()),
         started_by: None,
         extra: Map::new(),

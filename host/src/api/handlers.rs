@@ -5,14 +5,15 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::ApiState;
 use super::auth::{ClientAddr, authorize};
 use super::error::ApiError;
 use super::model::{
-    ErrorResponse, Health, HealthState, SessionView, StartRequest, StartResponse, StopResponse,
-    StopState, StoreHealth, UserRequest,
+    ErrorResponse, Health, HealthState, SessionView, StartAccepted, StartRequest, StartResponse,
+    StopResponse, StopState, StoreHealth, UserRequest,
 };
 use super::rate::Exceeded;
 use crate::auth::Caller;
@@ -35,6 +36,7 @@ type Manager = State<Arc<SessionManager>>;
     request_body = StartRequest,
     responses(
         (status = 200, description = "The session, running", body = StartResponse),
+        (status = 202, description = "With `\"wait\": false`: the start goes on; its progress is at `events` (also the Location header)", body = StartAccepted),
         (status = 400, description = "Malformed body, bad user id, or a project path that is unusable or outside the roots (or holds unsafe entries the operator refuses); nothing changed", body = ErrorResponse),
         (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
         (status = 403, description = "A user token for another user", body = ErrorResponse),
@@ -54,7 +56,7 @@ pub async fn start(
     Extension(caller): Extension<Caller>,
     Extension(ClientAddr(address)): Extension<ClientAddr>,
     body: Result<Json<StartRequest>, JsonRejection>,
-) -> Result<Json<StartResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(request) = body?;
     let user = UserId::parse(&request.user_id)?;
     authorize(&caller, &user)?;
@@ -74,6 +76,9 @@ pub async fn start(
         ));
     }
     let starter = caller.starter_key();
+    if !request.wait {
+        return start_in_background(state, user, request.project_path, starter).await;
+    }
     let started = state
         .manager
         .start(&user, &request.project_path, starter.as_deref())
@@ -82,7 +87,89 @@ pub async fn start(
         session: SessionView::of(&user, Some(started.record)),
         reused: started.reused,
         health: started.health,
-    }))
+    })
+    .into_response())
+}
+
+/// `POST /start` with `"wait": false`: runs the start in a task of its
+/// own and answers `202` with the URL of its events as soon as the start is
+/// under way in the store (so that a stream opened on any host sees it). A
+/// start that ends before that is answered as when waiting: a hit with the
+/// session, a refusal (a bad project, a full fleet, ...) with its error. A
+/// failure after the `202` is kept for the events stream of this host.
+async fn start_in_background(
+    state: ApiState,
+    user: UserId,
+    project_path: String,
+    starter: Option<String>,
+) -> Result<Response, ApiError> {
+    let events = format!("/sessions/{user}/events");
+    state.background.clear(&user);
+    let background = state.background.clone();
+    let manager = state.manager.clone();
+    let request_id = super::request_id::current();
+    let starting = user.clone();
+    let (underway, told) = tokio::sync::oneshot::channel();
+    let mut task = tokio::spawn(super::request_id::carry(async move {
+        let outcome = manager
+            .start_telling(&starting, &project_path, starter.as_deref(), Some(underway))
+            .await
+            .map_err(ApiError::from);
+        if let Err(error) = &outcome {
+            tracing::info!(user_id = %starting, code = error.code, "background start failed");
+            background.failed(
+                &starting,
+                serde_json::json!({"error": {
+                    "code": error.code,
+                    "message": &error.message,
+                    "requestId": request_id,
+                }}),
+            );
+        }
+        outcome
+    }));
+    tokio::select! {
+        told = told => {
+            if told.is_err() {
+                // The start ended before it was under way: its own answer.
+                return finished(&user, task.await);
+            }
+        }
+        ended = &mut task => return finished(&user, ended),
+    }
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = header::HeaderValue::from_str(&events) {
+        headers.insert(header::LOCATION, location);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        headers,
+        Json(StartAccepted {
+            user_id: user.to_string(),
+            events,
+        }),
+    )
+        .into_response())
+}
+
+/// The answer of a background start that ended before it was under way.
+fn finished(
+    user: &UserId,
+    ended: Result<Result<crate::session::Started, ApiError>, tokio::task::JoinError>,
+) -> Result<Response, ApiError> {
+    let started = ended.map_err(|error| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the start's task failed: {error}"),
+        )
+    })??;
+    Ok(Json(StartResponse {
+        session: SessionView::of(user, Some(started.record)),
+        reused: started.reused,
+        health: started.health,
+    })
+    .into_response())
 }
 
 /// Stops the user's session: removes the route, the VM and the record.

@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod handlers;
 pub mod model;
 pub mod openapi;
@@ -47,6 +48,8 @@ pub struct ApiState {
     pub authenticator: Arc<Authenticator>,
     /// The `/start` rate limits.
     pub limiter: Arc<StartLimiter>,
+    /// Refusals of starts run in the background, for their event streams.
+    pub background: Arc<events::BackgroundOutcomes>,
 }
 
 impl ApiState {
@@ -60,6 +63,7 @@ impl ApiState {
             manager,
             authenticator,
             limiter: Arc::new(StartLimiter::new(&config.limits)),
+            background: Arc::default(),
         }
     }
 }
@@ -79,6 +83,7 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .route("/stop", post(handlers::stop))
         .route("/heartbeat", post(handlers::heartbeat))
         .route("/status/{userId}", get(handlers::status))
+        .route("/sessions/{userId}/events", get(events::events))
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))

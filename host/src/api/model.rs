@@ -23,6 +23,29 @@ pub struct StartRequest {
     /// The absolute path of the project directory to copy into the VM.
     #[schema(example = "/srv/projects/user-a")]
     pub project_path: String,
+    /// `false` to answer at once, `202` with the URL of the start's
+    /// progress events (`GET /sessions/{userId}/events`), instead of
+    /// waiting for the session. Default `true`.
+    #[serde(default = "waits")]
+    #[schema(default = true)]
+    pub wait: bool,
+}
+
+fn waits() -> bool {
+    true
+}
+
+/// `POST /start` answer with `"wait": false`: the start goes on; its
+/// progress is at `events`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StartAccepted {
+    /// The user.
+    pub user_id: String,
+    /// Where to read the start's progress (server-sent events), relative
+    /// to the API's root.
+    #[schema(example = "/sessions/User-A/events")]
+    pub events: String,
 }
 
 /// `POST /stop` and `POST /heartbeat` body.

@@ -8,11 +8,11 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::handlers;
 use super::model::{
-    ErrorDetail, ErrorResponse, Health, HealthState, SessionState, SessionView, StartRequest,
-    StartResponse, StopResponse, StopState, StoreHealth, UserRequest, VmHealth,
+    ErrorDetail, ErrorResponse, Health, HealthState, SessionState, SessionView, StartAccepted,
+    StartRequest, StartResponse, StopResponse, StopState, StoreHealth, UserRequest, VmHealth,
 };
+use super::{events, handlers};
 
 /// The document's description of the API as a whole.
 #[derive(OpenApi)]
@@ -29,6 +29,7 @@ use super::model::{
         handlers::stop,
         handlers::heartbeat,
         handlers::status,
+        events::events,
         handlers::healthz,
         handlers::metrics,
         handlers::openapi,
@@ -39,6 +40,7 @@ use super::model::{
         SessionState,
         SessionView,
         StartResponse,
+        StartAccepted,
         VmHealth,
         StopState,
         StopResponse,

@@ -29,6 +29,13 @@ pub fn current() -> Option<String> {
     REQUEST_ID.try_with(Clone::clone).ok()
 }
 
+/// `future` with the current request's id and log span: for work a request
+/// hands to a task of its own, whose log lines then carry the request's id.
+pub fn carry<F: std::future::Future>(future: F) -> impl std::future::Future<Output = F::Output> {
+    let id = current().unwrap_or_default();
+    REQUEST_ID.scope(id, future.instrument(tracing::Span::current()))
+}
+
 /// A new id: random per process, then counted, so ids are unique across
 /// hosts and cost no system call.
 fn next_id() -> String {

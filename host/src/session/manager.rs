@@ -20,7 +20,7 @@ use crate::metrics::{Metrics, StartResult, StoppedBy};
 use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec};
 use crate::store::{
     Capacity, HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore,
-    StartStep, StopClaim, StopCondition,
+    StartStep, StepBegun, StopClaim, StopCondition,
 };
 
 /// How often a request waiting for another request's start or stop looks
@@ -278,6 +278,26 @@ impl SessionManager {
         project_path: &str,
         starter: Option<&str>,
     ) -> Result<Started, SessionError> {
+        self.start_telling(user, project_path, starter, None).await
+    }
+
+    /// As [`SessionManager::start`], and tells `underway` once a start of
+    /// the user's session is under way in the store (this one claimed the
+    /// user, or another's start is running), so that its progress can be
+    /// followed from the record; not told when the start ends before that
+    /// (a hit, a refusal).
+    pub async fn start_telling(
+        &self,
+        user: &UserId,
+        project_path: &str,
+        starter: Option<&str>,
+        mut underway: Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<Started, SessionError> {
+        let mut tell = move || {
+            if let Some(underway) = underway.take() {
+                let _ = underway.send(());
+            }
+        };
         let project = self.settings.project_roots.resolve(project_path)?;
         let deadline = Instant::now() + self.settings.start_timeout + self.settings.stop_timeout;
         loop {
@@ -312,6 +332,9 @@ impl SessionManager {
                     }
                 }
                 Some(record) => {
+                    if record.status == SessionStatus::Starting {
+                        tell();
+                    }
                     if Instant::now() >= deadline {
                         return Err(SessionError::Timeout(format!(
                             "the session of {user} is still {} by another request",
@@ -329,6 +352,7 @@ impl SessionManager {
                     };
                     match self.store.insert_new(&record, capacity).await? {
                         InsertOutcome::Inserted => {
+                            tell();
                             let record = self.cold_start(user, &project, record).await;
                             self.metrics.count_start(if record.is_ok() {
                                 StartResult::Created
@@ -482,6 +506,10 @@ impl SessionManager {
     fn starting_record(&self, user: &UserId, project: &Path) -> SessionRecord {
         let mut record = self.new_record(user, project.to_str());
         record.start_step = Some(StartStep::Claimed);
+        record.start_steps.push(StepBegun {
+            step: StartStep::Claimed,
+            at: record.created_at,
+        });
         record
     }
 
@@ -500,6 +528,7 @@ impl SessionManager {
             updated_at: now,
             owner: self.owners.next(),
             start_step: None,
+            start_steps: Vec::new(),
             project_path: project_path.map(str::to_string),
             started_by: None,
             extra: Map::new(),
@@ -594,6 +623,10 @@ impl SessionManager {
     ) -> Result<(), SessionError> {
         record.start_step = Some(step);
         record.updated_at = self.clock.now_ms();
+        record.start_steps.push(StepBegun {
+            step,
+            at: record.updated_at,
+        });
         let owner = record.owner.clone();
         if self.store.replace_owned(record, &owner).await? {
             Ok(())

@@ -394,6 +394,7 @@ mod tests {
             updated_at: at,
             owner: String::new(),
             start_step: None,
+            start_steps: Vec::new(),
             project_path: None,
             started_by: None,
             extra: Map::new(),

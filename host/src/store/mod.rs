@@ -16,7 +16,7 @@ pub mod transition;
 
 use async_trait::async_trait;
 
-pub use record::{RecordError, SessionRecord, SessionStatus, StartStep};
+pub use record::{RecordError, SessionRecord, SessionStatus, StartStep, StepBegun};
 
 use crate::ids::UserId;
 

@@ -102,6 +102,15 @@ impl StartStep {
     }
 }
 
+/// A step of a start and when it began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepBegun {
+    /// The step.
+    pub step: StartStep,
+    /// When it began, in milliseconds since the epoch.
+    pub at: u64,
+}
+
 /// One user's session as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -138,6 +147,12 @@ pub struct SessionRecord {
     /// start has begun. Absent once the session is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_step: Option<StartStep>,
+    /// The steps of the session's start, in order, each with the time it
+    /// began (ms since the epoch), for the progress a frontend shows
+    /// (`GET /sessions/{userId}/events`); kept once the session is active,
+    /// as the record of how its start went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub start_steps: Vec<StepBegun>,
     /// The project directory copied into the VM.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project_path: Option<String>,
@@ -288,6 +303,7 @@ mod tests {
             updated_at: 5,
             owner: String::new(),
             start_step: None,
+            start_steps: Vec::new(),
             project_path: None,
             started_by: None,
             extra: Map::new(),
