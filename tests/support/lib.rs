@@ -646,11 +646,17 @@ cache_dir = "{cache}"
 /// `[plugins.vm]` table replaces the default one, so this spells out the
 /// rest of it: the component, inspect liveness and the state directory.
 pub fn mock_vm_table(settings: &str) -> String {
+    mock_vm_table_with_liveness("inspect", settings)
+}
+
+/// As [`mock_vm_table`], with the liveness check `liveness` (`inspect`,
+/// `tcp` or `none`).
+pub fn mock_vm_table_with_liveness(liveness: &str, settings: &str) -> String {
     format!(
         r#"
 [plugins.vm]
 path = "mock_vm.wasm"
-liveness = "inspect"
+liveness = "{liveness}"
 {settings}
 [plugins.vm.grants]
 dirs = [{{ host = "{{data_dir}}/mock-vm", guest = "/state", read_only = false }}]
@@ -699,12 +705,24 @@ impl HostProcess {
     /// Writes `config_toml` to `dir/vessel.toml` and runs `vessel serve`
     /// with it, logging to `dir/<log_name>`; waits until `/healthz` answers.
     pub async fn start(dir: &Path, config_toml: &str, port: u16, log_name: &str) -> HostProcess {
+        HostProcess::start_binary(&vessel_binary(), dir, config_toml, port, log_name).await
+    }
+
+    /// As [`HostProcess::start`], running the `vessel` binary at `binary`
+    /// (e.g. a release build).
+    pub async fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        config_toml: &str,
+        port: u16,
+        log_name: &str,
+    ) -> HostProcess {
         let config_path = dir.join("vessel.toml");
         std::fs::write(&config_path, config_toml).expect("write the config");
         let log = dir.join(log_name);
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(vessel_binary())
+        let child = Command::new(binary)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
