@@ -1,7 +1,7 @@
 //! `vessel-bench`: how much load Vessel takes, and how fast it answers, as
 //! ratios against baselines measured in the same run.
 //!
-//! One command runs every row, bounded (about six minutes in the release
+//! One command runs every row, bounded (about ten minutes in the release
 //! profile), on loopback only, with its own `redis-server` and hosts:
 //!
 //! - raw Redis `GET` and `SET` of a session-sized JSON value (the
@@ -26,7 +26,7 @@
 //!
 //! ```sh
 //! scripts/build-plugins                                   # the mock plugins
-//! cargo run --release -p vessel-tests --bin vessel-bench  # everything, ~6 min
+//! cargo run --release -p vessel-tests --bin vessel-bench  # everything, ~10 min
 //! cargo run --release -p vessel-tests --bin vessel-bench -- --only redis+status --json out.json
 //! cargo run -p vessel-tests --bin vessel-bench -- --quick # seconds; what CI runs
 //! ```
@@ -166,7 +166,7 @@ natively; a cold start's plugin calls; one Reaper sweep over 100,000 and
 latency. Reports throughput, p50, p99, p99.9 and the host's peak RSS per row,
 then the bar of issue 12 as PASS/MISS lines (it never fails over a MISS).
 Build the plugins first (scripts/build-plugins); redis-server must be
-installed. Only --release numbers are meaningful; a full run takes ~6 min.
+installed. Only --release numbers are meaningful; a full run takes ~10 min.
 
 OPTIONS:
     -d, --duration <TIME>      measured time per row, e.g. 5s, 500ms [5s]

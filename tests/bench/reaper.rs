@@ -32,6 +32,7 @@ use vessel::store::{SessionRecord, SessionStatus};
 use vessel_tests::{RedisServer, free_port, host_config_toml};
 
 use crate::rss;
+use crate::scenario::redis_connection;
 use crate::stats::{Latencies, Summary};
 
 /// One in this many sessions is idle.
@@ -71,8 +72,7 @@ pub struct ReaperRow {
 /// Fills `redis` with `sessions` records (1 % idle) and measures one sweep
 /// over them, the sweeper working under `dir`.
 pub async fn run(redis: &RedisServer, sessions: usize, dir: &Path) -> Result<ReaperRow> {
-    let client = redis::Client::open(redis.url())?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
+    let mut connection = redis_connection(&redis.url()).await?;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await?;
 
     let idle_timeout = Config::default().reaper.idle_timeout;
@@ -104,7 +104,7 @@ pub async fn run(redis: &RedisServer, sessions: usize, dir: &Path) -> Result<Rea
     let recording = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let probe = tokio::spawn(watch(
-        client.get_multiplexed_async_connection().await?,
+        redis_connection(&redis.url()).await?,
         session_key(&user(1)),
         recording.clone(),
         done.clone(),
@@ -112,8 +112,8 @@ pub async fn run(redis: &RedisServer, sessions: usize, dir: &Path) -> Result<Rea
     let swept = sweep_in_child(&config_path, &recording).await;
     done.store(true, Ordering::Relaxed);
     let latencies = probe.await.context("the watching client")??;
-    let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await?;
     let swept = swept?;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await?;
 
     let count = |field: &str| swept[field].as_u64().unwrap_or_default();
     let row = ReaperRow {

@@ -55,11 +55,13 @@ pub fn markdown(results: &Results) -> String {
              numbers.\n"
         );
     }
-    let _ = writeln!(
-        out,
-        "| Store | Row | c | throughput | p50 | p99 | p99.9 | max | errors | host peak RSS |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    if !results.rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "| Store | Row | c | throughput | p50 | p99 | p99.9 | max | errors | host peak RSS |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
     for row in &results.rows {
         let s = row.load.summary();
         let time = |pick: fn(&crate::stats::Summary) -> std::time::Duration| {

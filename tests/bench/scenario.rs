@@ -352,6 +352,8 @@ pub async fn run(options: &Options) -> Result<Results> {
         }
     }
     drop(redis);
+    progress("removing the temporary directory (the mocks' call records)");
+    drop(root);
     Ok(Results {
         options: options.clone(),
         profile: if cfg!(debug_assertions) {
@@ -407,9 +409,23 @@ fn vessel_binary(options: &Options) -> Result<PathBuf> {
     let sibling = exe.with_file_name("vessel");
     let release = !cfg!(debug_assertions);
     if let Some(cargo) = std::env::var_os("CARGO") {
-        progress("building the vessel binary (cargo build -p vessel-host --bin vessel)");
+        progress(
+            "building the vessel binary (cargo build -p vessel-tests -p vessel-host --bin vessel)",
+        );
         let mut build = std::process::Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "vessel-host", "--bin", "vessel"]);
+        // With the harness's own package selected too, the dependencies'
+        // features are the ones the harness was built with: nothing is
+        // rebuilt for a different feature set.
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "vessel-tests",
+            "-p",
+            "vessel-host",
+            "--bin",
+            "vessel",
+        ]);
         if release {
             build.arg("--release");
         }
@@ -550,9 +566,7 @@ fn raw_key(i: usize) -> String {
 /// Writes the values the raw `GET` rows read: each a session record as
 /// Vessel writes it.
 async fn prepare_raw(url: &str, workers: usize) -> Result<()> {
-    let mut connection = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut connection = redis_connection(url).await?;
     let mut pipe = redis::pipe();
     for i in 0..workers {
         pipe.cmd("SET")
@@ -570,11 +584,19 @@ async fn prepare_raw(url: &str, workers: usize) -> Result<()> {
 
 /// Throws away everything in the harness's Redis.
 async fn flush(url: &str) -> Result<()> {
-    let mut connection = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
+    let mut connection = redis_connection(url).await?;
     let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await?;
     Ok(())
+}
+
+/// A connection to the harness's Redis without redis-rs's default 500 ms
+/// answer timeout: a slow answer is a measurement (or a long fill or
+/// flush), not an error.
+pub async fn redis_connection(url: &str) -> Result<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    Ok(redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
 }
 
 /// Sends one raw Redis command on a connection of its own.
@@ -599,7 +621,6 @@ impl Worker for RedisWorker {
 /// The workers of a raw Redis row: one connection each, as the clients of
 /// `redis-benchmark -c N` have.
 async fn raw_workers(url: &str, row: &Planned) -> Result<Vec<RedisWorker>> {
-    let client = redis::Client::open(url)?;
     let write = row.op == Op::RedisSet;
     let mut workers = Vec::with_capacity(row.concurrency);
     for i in 0..row.concurrency {
@@ -613,7 +634,7 @@ async fn raw_workers(url: &str, row: &Planned) -> Result<Vec<RedisWorker>> {
             )?);
         }
         workers.push(RedisWorker {
-            connection: client.get_multiplexed_async_connection().await?,
+            connection: redis_connection(url).await?,
             command,
             write,
         });
