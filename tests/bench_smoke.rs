@@ -1,42 +1,35 @@
 //! The benchmark harness (`vessel-bench`, tests/bench/) still works: run
-//! with a few iterations, it measures and reports every row, for both
-//! stores, with the ratio fields. Nothing here asserts anything about time;
-//! the numbers only have to be there.
+//! with `--quick`, it measures and reports every row (both stores, every
+//! concurrency level, the raw Redis baselines, the plugin rows, a Reaper
+//! row) without a single failed request, and checks the bar. Nothing here
+//! asserts anything about time; the numbers only have to be there.
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use vessel_tests::vessel_binary;
 
-/// The rows every store reports, and the Redis store's extra baseline.
-const ROWS: [&str; 10] = [
-    "healthz",
-    "store_get",
-    "vm_inspect",
-    "start_hit_inspect",
-    "start_hit_tcp",
-    "start_hit_none",
-    "heartbeat",
-    "status",
-    "start_cold",
-    "stop",
-];
-const REDIS_ONLY: &str = "redis_get";
+/// The rows every store reports at every concurrency level.
+const STORE_ROWS: [&str; 5] = ["status", "heartbeat", "hit_inspect", "hit_tcp", "hit_none"];
+/// The Redis store's baselines, at every level.
+const RAW_ROWS: [&str; 2] = ["redis_get", "redis_set"];
+/// The in-process rows, at concurrency 1.
+const PLUGIN_ROWS: [&str; 3] = ["plugin_inspect", "native_inspect", "plugin_cold_calls"];
+/// `--quick`'s levels; the cold start runs at both.
+const QUICK_LEVELS: [u64; 2] = [1, 4];
 
-/// Runs `vessel-bench` with `args` and none of its environment variables.
-/// The deadline only keeps a hung harness from hanging the test suite.
+/// Runs `vessel-bench` with `args`, on the `vessel` binary `cargo build`
+/// made. The deadline only keeps a hung harness from hanging the suite.
 fn bench(args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vessel-bench"));
     command
         .args(args)
+        .arg("--vessel")
+        .arg(vessel_binary())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for (name, _) in std::env::vars() {
-        if name.starts_with("VESSEL_BENCH_") {
-            command.env_remove(name);
-        }
-    }
     let mut child = command.spawn().expect("run vessel-bench");
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
@@ -67,137 +60,162 @@ fn bench(args: &[&str]) -> Output {
     }
 }
 
-fn positive(row: &Value, field: &str) -> f64 {
-    let value = row[field]
+fn number(value: &Value, field: &str) -> f64 {
+    value[field]
         .as_f64()
-        .unwrap_or_else(|| panic!("{field} is not a number in {row}"));
-    assert!(value > 0.0, "{field} is not positive in {row}");
-    value
+        .unwrap_or_else(|| panic!("{field} is not a number in {value}"))
+}
+
+/// Checks one load row: answered, without errors, percentiles in order.
+fn check_row(row: &Value) {
+    assert_eq!(row["errors"], 0, "{row}");
+    assert!(number(row, "requests") > 0.0, "{row}");
+    assert!(number(row, "throughput_per_s") > 0.0, "{row}");
+    let p50 = number(row, "p50_us");
+    let p99 = number(row, "p99_us");
+    let p999 = number(row, "p999_us");
+    let max = number(row, "max_us");
+    assert!(
+        0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+        "percentiles out of order: {row}"
+    );
 }
 
 #[test]
-fn the_harness_reports_every_row_of_both_stores() {
-    let output = bench(&[
-        "--iterations",
-        "5",
-        "--warmup",
-        "1",
-        "--cold-iterations",
-        "2",
-        "--json",
-    ]);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "vessel-bench failed:\n{stderr}");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{stderr}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    });
-
-    assert_eq!(report["iterations"], 5);
-    assert_eq!(report["cold_iterations"], 2);
-    assert_eq!(report["baseline"], "healthz");
-    assert_eq!(report["stores"], serde_json::json!(["redis", "embedded"]));
-    assert!(report["profile"].is_string());
-    let rows = report["rows"].as_array().expect("rows");
-
-    for store in ["redis", "embedded"] {
-        let mut expected: Vec<&str> = ROWS.to_vec();
-        if store == "redis" {
-            expected.push(REDIS_ONLY);
-        }
-        let of_store: Vec<&Value> = rows.iter().filter(|r| r["store"] == store).collect();
-        assert_eq!(of_store.len(), expected.len(), "{store}: {of_store:#?}");
-        for op in expected {
-            let row = of_store
-                .iter()
-                .find(|r| r["op"] == op)
-                .unwrap_or_else(|| panic!("no {op} row for {store}"));
-            assert!(row["label"].is_string(), "{row}");
-            let n = if matches!(op, "start_cold" | "stop") {
-                2
-            } else {
-                5
-            };
-            assert_eq!(row["iterations"], n, "{row}");
-            let median = positive(row, "median_us");
-            let p90 = positive(row, "p90_us");
-            let p99 = positive(row, "p99_us");
-            assert!(
-                median <= p90 && p90 <= p99,
-                "percentiles out of order: {row}"
-            );
-            for field in ["min_us", "max_us", "mean_us", "ratio_to_healthz"] {
-                positive(row, field);
-            }
-            if op == "healthz" {
-                assert_eq!(row["ratio_to_healthz"], 1.0, "{row}");
-            }
-            // The rows measure the paths they name: the hit with liveness
-            // `inspect` makes exactly one plugin call, the others none.
-            let calls = &row["plugin_calls_per_op"];
-            match op {
-                "vm_inspect" | "start_hit_inspect" => assert_eq!(calls, 1.0, "{row}"),
-                "start_hit_tcp" | "start_hit_none" => assert_eq!(calls, 0.0, "{row}"),
-                "start_cold" | "stop" => {
-                    positive(row, "plugin_calls_per_op");
-                }
-                _ => assert!(calls.is_null(), "{row}"),
-            }
-        }
-        for hit in ["inspect", "tcp", "none"] {
-            let ratio = &report["cold_over_hit"][store][hit];
-            assert!(
-                ratio.as_f64().is_some_and(|r| r > 0.0),
-                "cold_over_hit.{store}.{hit} = {ratio}"
-            );
-        }
-    }
-}
-
-#[test]
-fn the_harness_prints_a_markdown_table_and_its_help() {
-    let output = bench(&[
-        "--store",
-        "embedded",
-        "--iterations",
-        "3",
-        "--warmup",
-        "0",
-        "--cold-iterations",
-        "1",
-    ]);
+fn a_quick_run_reports_every_row_and_checks_the_bar() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json_path = dir.path().join("bench.json");
+    let output = bench(&["--quick", "--json", json_path.to_str().expect("UTF-8 path")]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "vessel-bench failed:\n{stderr}");
     let table = String::from_utf8(output.stdout).expect("UTF-8");
-    assert!(
-        table.contains("| Store | Operation | n | median | p90 | p99 |"),
-        "{table}"
-    );
-    for label in [
-        "GET /healthz",
-        "POST /start hit, liveness inspect",
-        "POST /stop",
-    ] {
+    let report: Value = serde_json::from_slice(&std::fs::read(&json_path).expect("the JSON"))
+        .unwrap_or_else(|e| panic!("the JSON file is not JSON ({e}); stderr:\n{stderr}"));
+
+    assert!(report["profile"].is_string() && report["cpu_model"].is_string());
+    assert_eq!(report["stores"], serde_json::json!(["redis", "embedded"]));
+    assert_eq!(report["concurrency"], serde_json::json!(QUICK_LEVELS));
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len() as f64, number(&report, "planned_rows"));
+    let find = |op: &str, store: Option<&str>, c: u64| -> &Value {
+        rows.iter()
+            .find(|r| {
+                r["op"] == op
+                    && r["concurrency"] == c
+                    && store.map_or(r["store"].is_null(), |s| r["store"] == s)
+            })
+            .unwrap_or_else(|| panic!("no {op} row for {store:?} at c={c}:\n{table}"))
+    };
+    for store in ["redis", "embedded"] {
+        for c in QUICK_LEVELS {
+            for op in STORE_ROWS.iter().chain(&["start_cold"]) {
+                let row = find(op, Some(store), c);
+                check_row(row);
+                // The host is a process of its own, and its memory is read.
+                assert!(number(row, "host_peak_rss_bytes") > 0.0, "{row}");
+            }
+            if store == "redis" {
+                for op in RAW_ROWS {
+                    check_row(find(op, Some(store), c));
+                }
+            }
+        }
+    }
+    for op in PLUGIN_ROWS {
+        check_row(find(op, None, 1));
+    }
+    // 2 stores × 6 rows × 2 levels, the baselines, the plugin rows.
+    assert_eq!(rows.len(), 2 * 6 * 2 + 2 * 2 + 3, "{table}");
+
+    let shares = report["cold_share"].as_array().expect("cold_share");
+    assert_eq!(shares.len(), 2, "{report}");
+    for share in shares {
+        assert!(number(share, "cold_start_p50_us") > 0.0, "{share}");
+        assert!(number(share, "plugin_calls_p50_us") > 0.0, "{share}");
+    }
+
+    // The Reaper row: every session looked at, every idle one (1%) stopped,
+    // the other client's latencies recorded meanwhile.
+    let reaper = report["reaper"].as_array().expect("reaper");
+    assert_eq!(reaper.len(), 1, "{report}");
+    let sweep = &reaper[0];
+    assert_eq!(sweep["sessions"], 2000);
+    assert_eq!(sweep["scanned"], 2000);
+    assert_eq!(sweep["reaped"], 20);
+    assert_eq!(sweep["failed"], 0);
+    assert!(number(sweep, "sweep_us") > 0.0, "{sweep}");
+    assert!(number(sweep, "sweeper_peak_rss_bytes") > 0.0, "{sweep}");
+
+    // Every check of the bar has a verdict; the 1,000,000-session sweep
+    // was not run, so its check is skipped, not passed.
+    let checks = report["checks"].as_array().expect("checks");
+    assert_eq!(checks.len(), 9, "{report}");
+    for check in checks {
         assert!(
-            table
-                .lines()
-                .any(|l| l.starts_with("| embedded | ") && l.contains(label)),
-            "no {label} row:\n{table}"
+            ["PASS", "MISS", "SKIP"].contains(&check["verdict"].as_str().unwrap_or_default()),
+            "{check}"
         );
     }
-    assert!(!table.contains("| redis |"), "{table}");
-    assert!(table.contains("cold ÷ hit (inspect)"), "{table}");
+    let reaper_check = checks
+        .iter()
+        .find(|c| {
+            c["bar"]
+                .as_str()
+                .is_some_and(|bar| bar.starts_with("Reaper"))
+        })
+        .expect("the Reaper check");
+    assert_eq!(reaper_check["verdict"], "SKIP", "{reaper_check}");
+
+    // The markdown has the table and the check lines.
+    assert!(
+        table.contains("| Store | Row | c | throughput |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| embedded | POST /heartbeat | 4 |"),
+        "{table}"
+    );
+    let verdicts = table
+        .lines()
+        .filter(|l| {
+            ["PASS  ", "MISS  ", "SKIP  "]
+                .iter()
+                .any(|v| l.starts_with(v))
+        })
+        .count();
+    assert_eq!(verdicts, 9, "{table}");
+}
+
+#[test]
+fn the_harness_filters_rows_prints_its_help_and_refuses_nonsense() {
+    let output = bench(&["--quick", "--only", "plugin", "--json", "-"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "vessel-bench failed:\n{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    let ops: Vec<&str> = report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|row| row["op"].as_str())
+        .collect();
+    assert_eq!(ops, PLUGIN_ROWS, "{report}");
+    assert!(report["reaper"].as_array().is_some_and(Vec::is_empty));
+    // With JSON on stdout, the check lines go to stderr.
+    assert!(stderr.contains("SKIP  "), "{stderr}");
 
     let help = bench(&["--help"]);
     assert!(help.status.success());
     let help = String::from_utf8(help.stdout).expect("UTF-8");
     assert!(
-        help.contains("--iterations") && help.contains("--json"),
+        help.contains("--quick") && help.contains("--only") && help.contains("--json"),
         "{help}"
     );
 
-    let refused = bench(&["--store", "mysql"]);
-    assert_eq!(refused.status.code(), Some(2));
+    for nonsense in [
+        &["--store", "mysql"][..],
+        &["--only", "nothing-is-called-this"],
+    ] {
+        let refused = bench(nonsense);
+        assert!(!refused.status.success(), "{nonsense:?} was accepted");
+    }
 }

@@ -44,7 +44,10 @@ fn checked_steps(events: &[(String, Value)]) -> Vec<String> {
         .filter(|(name, _)| name == "step")
         .map(|(_, data)| data)
         .collect();
-    assert!(steps.len().is_multiple_of(2), "every step begun ends: {events:?}");
+    assert!(
+        steps.len().is_multiple_of(2),
+        "every step begun ends: {events:?}"
+    );
     let mut begun = Vec::new();
     let mut last_at = 0;
     for pair in steps.chunks(2) {

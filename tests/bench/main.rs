@@ -1,65 +1,61 @@
-//! `vessel-bench`: how fast Vessel answers, as ratios against baselines
-//! measured in the same run.
+//! `vessel-bench`: how much load Vessel takes, and how fast it answers, as
+//! ratios against baselines measured in the same run.
 //!
-//! The README promises that Vessel "answers with the URL of that user's VM
-//! in milliseconds when it already runs". This harness is where such claims
-//! come from (never from timed assertions in tests). In one run it measures,
-//! for the Redis store and the embedded store:
+//! One command runs every row, bounded (about ten minutes in the release
+//! profile), on loopback only, with its own `redis-server` and hosts:
 //!
-//! - the baselines: `GET /healthz` (an HTTP round trip and one store ping),
-//!   a raw Redis `GET` of a session key (Redis only), the store's `get`
-//!   called in-process (no HTTP), and the mock VM plugin's `inspect` called
-//!   in-process (the one plugin call a hit with liveness `inspect` adds);
-//! - the cache hit, `POST /start` of a running session, with each liveness
-//!   check: `inspect` (one call of the mock VM plugin's `inspect`), `tcp`
-//!   (a TCP connect to the VM's address, no plugin call) and `none` (no
-//!   check, no plugin call);
-//! - `POST /heartbeat` and `GET /status/{user}`;
-//! - a cold `POST /start` on the mock plugins (boot delay 0) and the
-//!   `POST /stop` of that session.
+//! - raw Redis `GET` and `SET` of a session-sized JSON value (the
+//!   baselines), and through the real `vessel` binary, on the Redis store
+//!   and on the embedded store: `GET /status`, `POST /heartbeat`, the
+//!   cache-hit `POST /start` with each liveness check (`inspect`, `tcp`,
+//!   `none`), each at concurrency 1, 32 and 256, and the cold `POST /start`
+//!   on the mock plugins at 1 and 32: throughput, p50, p99, p99.9 and the
+//!   host's peak resident memory during the row;
+//! - in-process plugin rows: the mock VM's `inspect` through the plugin
+//!   runtime, the same work as native code, and a cold start's three
+//!   plugin calls, from which Vessel's own share of a cold start follows;
+//! - Reaper rows: one sweep over 100,000 and 1,000,000 sessions in Redis
+//!   (1 % idle), with the worst latency another Redis client sees meanwhile;
+//! - the bar of issue 12, checked as PASS / MISS lines.
 //!
-//! Every operation is checked (status code and answer), so each number
-//! measures the path its row names; the calls the mock plugins record are
-//! counted to show how many plugin calls each operation made. The
-//! operations are interleaved, round by round, in an order that rotates
-//! each round, after warm-up rounds that are not recorded, so that all rows
-//! see the same machine. Each row reports its iterations, median, p90 and
-//! p99 (nearest rank), and its median divided by the `/healthz` median of
-//! the same store in the same run; cold starts are also divided by each kind
-//! of hit.
+//! Load is closed loop (see [`load`]): N workers, each with its own
+//! connection, send requests back to back for `--duration` after
+//! `--warmup`. The hosts are separate processes (see [`hosts`]).
 //!
 //! # Running it
 //!
 //! ```sh
-//! scripts/build-plugins                                  # the mock plugins (scripts/test does it too)
-//! cargo run -p vessel-tests --bin vessel-bench -- --help
-//! cargo run -p vessel-tests --bin vessel-bench           # quick, dev profile
-//! cargo run --release -p vessel-tests --bin vessel-bench # numbers worth quoting
-//! cargo run --release -p vessel-tests --bin vessel-bench -- --iterations 2000 --store redis --json
+//! scripts/build-plugins                                   # the mock plugins
+//! cargo run --release -p vessel-tests --bin vessel-bench  # everything, ~10 min
+//! cargo run --release -p vessel-tests --bin vessel-bench -- --only redis+status --json out.json
+//! cargo run -p vessel-tests --bin vessel-bench -- --quick # seconds; what CI runs
 //! ```
 //!
-//! Only `--release` numbers are meaningful: in the dev profile the
-//! WebAssembly runtime (wasmtime) runs unoptimised, which inflates every
-//! plugin call. The defaults finish in well under a minute in the dev
-//! profile. `redis-server` must be installed (scripts/test installs it); the
-//! harness starts its own on a free loopback port.
-//!
-//! The binary lives in the `vessel-tests` crate because it reuses the test
-//! support library: the in-process host (`TestHost`), the `redis-server`
-//! wrapper, the built plugins and the mock plugins' call records. Everything
-//! listens on and connects to 127.0.0.1 (the mock VMs' 127.61.x.y addresses
-//! are loopback too), and everything it starts is stopped at the end.
-//! `tests/bench_smoke.rs` runs it with a few iterations and checks that it
-//! reports every row; it asserts nothing about time.
+//! Only `--release` numbers are meaningful. Under `cargo run`, the harness
+//! builds the `vessel` binary of its own profile first. `redis-server` must
+//! be installed (scripts/test installs it). Everything listens on and
+//! connects to 127.0.0.1 (the mock VMs' 127.61.x.y addresses are loopback
+//! too), and everything it starts is stopped at the end.
+//! `tests/bench_smoke.rs` runs it with `--quick` and checks that every row
+//! is reported; it asserts nothing about time.
 
+mod checks;
+mod hosts;
+mod http;
+mod load;
+mod plugin;
+mod reaper;
 mod report;
+mod rss;
 mod scenario;
 mod stats;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 /// The stores the harness can measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreKind {
     /// A `redis-server` of the harness's own.
     Redis,
@@ -77,74 +73,172 @@ impl StoreKind {
     }
 }
 
+/// The highest concurrency a cold start row runs at: the mock VM hands out
+/// addresses from a fixed range, and a start costs far more than a hit.
+const COLD_MAX_CONCURRENCY: usize = 32;
+
 /// What to measure and how to report it.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// Measured rounds; each round runs every fast operation once.
-    pub iterations: usize,
-    /// Unrecorded rounds before the measured ones.
-    pub warmup: usize,
-    /// Measured cold starts (and stops), spread evenly over the rounds.
-    pub cold_iterations: usize,
+    /// The measured time of each load row.
+    pub duration: Duration,
+    /// The unrecorded time before it.
+    pub warmup: Duration,
+    /// The concurrency levels of the load rows.
+    pub concurrency: Vec<usize>,
     /// The stores to measure.
     pub stores: Vec<StoreKind>,
-    /// JSON on stdout instead of a markdown table.
-    pub json: bool,
+    /// The sizes of the Reaper rows.
+    pub reaper_sessions: Vec<usize>,
+    /// Row filters (`--only`); empty: every row.
+    pub only: Vec<String>,
+    /// Where to write JSON (`-`: stdout, instead of markdown).
+    pub json: Option<PathBuf>,
+    /// The `vessel` binary, if not the one next to the harness.
+    pub vessel: Option<PathBuf>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
-            iterations: 500,
-            warmup: 50,
-            cold_iterations: 50,
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_secs(1),
+            concurrency: vec![1, 32, 256],
             stores: vec![StoreKind::Redis, StoreKind::Embedded],
-            json: false,
+            reaper_sessions: vec![100_000, 1_000_000],
+            only: Vec::new(),
+            json: None,
+            vessel: None,
         }
     }
 }
 
+impl Options {
+    /// What `--quick` changes: every row, briefly and small.
+    fn quick() -> Options {
+        Options {
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(100),
+            concurrency: vec![1, 4],
+            reaper_sessions: vec![2_000],
+            ..Options::default()
+        }
+    }
+
+    /// The concurrency levels of the cold start rows.
+    pub fn cold_concurrency(&self) -> Vec<usize> {
+        self.concurrency
+            .iter()
+            .copied()
+            .filter(|&c| c <= COLD_MAX_CONCURRENCY)
+            .collect()
+    }
+
+    /// The highest concurrency level: the sessions each host holds.
+    pub fn max_concurrency(&self) -> usize {
+        self.concurrency.iter().copied().max().unwrap_or(1)
+    }
+
+    /// Whether `--only` selects a row with `tags`: some filter whose
+    /// `+`-joined words are all among them.
+    pub fn selects(&self, tags: &[String]) -> bool {
+        self.only.is_empty()
+            || self
+                .only
+                .iter()
+                .any(|filter| filter.split('+').all(|word| tags.iter().any(|t| t == word)))
+    }
+}
+
 const HELP: &str = "\
-vessel-bench: Vessel's latencies as ratios against baselines of the same run
+vessel-bench: Vessel's throughput and latency against baselines of the same run
 
 USAGE:
-    cargo run [--release] -p vessel-tests --bin vessel-bench -- [OPTIONS]
+    cargo run --release -p vessel-tests --bin vessel-bench -- [OPTIONS]
 
-Measures GET /healthz, a raw Redis GET, the store's get and the mock VM's
-inspect called in-process (baselines), the cache-hit POST /start with
-liveness inspect, tcp and none, POST /heartbeat, GET /status/{user}, and a
-cold POST /start and POST /stop on the mock plugins, on the Redis and the
-embedded store, interleaved after a warm-up. Reports n, median, p90, p99
-and each median divided by the /healthz median of the same store and run.
+Closed-loop load (N workers, requests back to back) against the real vessel
+binary, on the Redis and the embedded store: status, heartbeat, the cache-hit
+start with liveness inspect, tcp and none (at 1, 32 and 256), and the cold
+start on the mock plugins (at 1 and 32); raw Redis GET and SET as the
+baselines; the mock VM's inspect in-process, through the plugin runtime and
+natively; a cold start's plugin calls; one Reaper sweep over 100,000 and
+1,000,000 sessions in Redis (1% idle) while another client watches its
+latency. Reports throughput, p50, p99, p99.9 and the host's peak RSS per row,
+then the bar of issue 12 as PASS/MISS lines (it never fails over a MISS).
 Build the plugins first (scripts/build-plugins); redis-server must be
-installed. Use --release for meaningful numbers.
+installed. Only --release numbers are meaningful; a full run takes ~10 min.
 
-OPTIONS (each also read from the environment variable shown):
-    -n, --iterations <N>       measured rounds of the fast operations [500]
-                               VESSEL_BENCH_ITERATIONS
-    -w, --warmup <N>           unrecorded warm-up rounds [50]
-                               VESSEL_BENCH_WARMUP
-    -c, --cold-iterations <N>  measured cold starts and stops per store
-                               (at most --iterations) [50]
-                               VESSEL_BENCH_COLD_ITERATIONS
+OPTIONS:
+    -d, --duration <TIME>      measured time per row, e.g. 5s, 500ms [5s]
+    -w, --warmup <TIME>        unrecorded time before each row [1s]
+    -c, --concurrency <LIST>   concurrency levels [1,32,256]
+                               (cold starts run at those up to 32)
     -s, --store <STORE>        redis, embedded or both [both]
-                               VESSEL_BENCH_STORE
-        --json                 print JSON instead of a markdown table
-                               VESSEL_BENCH_JSON=1
+        --reaper-sessions <LIST>
+                               sizes of the Reaper rows [100000,1000000]
+        --only <FILTER>        run only the rows a filter selects; repeat or
+                               separate with commas. A filter is words joined
+                               by '+', all of which the row must have: its id
+                               (status, heartbeat, hit_inspect, hit_tcp,
+                               hit_none, start_cold, redis_get, redis_set,
+                               plugin_inspect, native_inspect,
+                               plugin_cold_calls, reaper), its family (raw,
+                               hit, cold, plugin), its store (redis,
+                               embedded), its concurrency (c32) or, for the
+                               Reaper, its size (1000000).
+                               E.g. --only redis+status,hit+c32,reaper
+        --quick                every row, briefly: 300ms after 100ms, at
+                               concurrency 1 and 4, Reaper over 2000 (what
+                               CI runs; other options still apply)
+        --json <PATH>          also write the results as JSON to PATH
+                               (`-`: print JSON instead of markdown)
+        --vessel <PATH>        the vessel binary to run [the one next to
+                               this harness, built first under cargo run]
     -h, --help                 print this help
 ";
 
 /// What the command line asks for.
+#[derive(Debug)]
 enum Command {
     Run(Options),
     Help,
+    /// The Reaper row's sweeper (internal): one sweep, with this config.
+    SweepOnce(PathBuf),
 }
 
-fn parse_count(name: &str, value: &str) -> Result<usize, String> {
-    value
-        .trim()
-        .parse::<usize>()
-        .map_err(|_| format!("{name} must be a whole number, got {value:?}"))
+/// Parses a time: `5s`, `500ms`, `2m`, or plain seconds.
+fn parse_time(name: &str, value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let (number, unit) = match value.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(at) => value.split_at(at),
+        None => (value, "s"),
+    };
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{name} must be a time such as 5s or 500ms, got {value:?}"))?;
+    let seconds = match unit {
+        "ms" => number / 1000.0,
+        "s" => number,
+        "m" => number * 60.0,
+        _ => return Err(format!("{name}: unknown unit in {value:?} (ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{name}: {value:?} is out of range"))
+}
+
+/// Parses a comma-separated list of positive whole numbers.
+fn parse_list(name: &str, value: &str) -> Result<Vec<usize>, String> {
+    let list: Vec<usize> = value
+        .split(',')
+        .map(|item| {
+            item.trim()
+                .replace('_', "")
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("{name} takes positive whole numbers, got {item:?}"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(list)
 }
 
 fn parse_stores(value: &str) -> Result<Vec<StoreKind>, String> {
@@ -158,29 +252,21 @@ fn parse_stores(value: &str) -> Result<Vec<StoreKind>, String> {
     }
 }
 
-/// Reads the options from the environment (`env`), then the arguments,
-/// which win.
-fn parse(
-    args: impl IntoIterator<Item = String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Command, String> {
-    let mut options = Options::default();
-    if let Some(value) = env("VESSEL_BENCH_ITERATIONS") {
-        options.iterations = parse_count("VESSEL_BENCH_ITERATIONS", &value)?;
+/// Reads the arguments. `--quick` sets the defaults the other options
+/// then change, wherever it stands.
+fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
+    let args: Vec<String> = args.into_iter().collect();
+    if args.first().map(String::as_str) == Some("--sweep-once") {
+        return match args.get(1) {
+            Some(config) if args.len() == 2 => Ok(Command::SweepOnce(PathBuf::from(config))),
+            _ => Err("--sweep-once takes one configuration file".into()),
+        };
     }
-    if let Some(value) = env("VESSEL_BENCH_WARMUP") {
-        options.warmup = parse_count("VESSEL_BENCH_WARMUP", &value)?;
-    }
-    let mut cold = env("VESSEL_BENCH_COLD_ITERATIONS")
-        .map(|value| parse_count("VESSEL_BENCH_COLD_ITERATIONS", &value))
-        .transpose()?;
-    if let Some(value) = env("VESSEL_BENCH_STORE") {
-        options.stores = parse_stores(&value)?;
-    }
-    if let Some(value) = env("VESSEL_BENCH_JSON") {
-        options.json = !matches!(value.trim(), "" | "0" | "false" | "no");
-    }
-
+    let mut options = if args.iter().any(|arg| arg == "--quick") {
+        Options::quick()
+    } else {
+        Options::default()
+    };
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -195,110 +281,166 @@ fn parse(
         };
         match flag.as_str() {
             "-h" | "--help" => return Ok(Command::Help),
-            "--json" => options.json = true,
-            "-n" | "--iterations" => {
-                options.iterations = parse_count("--iterations", &value("--iterations")?)?
-            }
-            "-w" | "--warmup" => options.warmup = parse_count("--warmup", &value("--warmup")?)?,
-            "-c" | "--cold-iterations" => {
-                cold = Some(parse_count(
-                    "--cold-iterations",
-                    &value("--cold-iterations")?,
-                )?)
-            }
-            "-s" | "--store" => options.stores = parse_stores(&value("--store")?)?,
+            "--quick" => {}
+            "-d" | "--duration" => options.duration = parse_time(&flag, &value(&flag)?)?,
+            "-w" | "--warmup" => options.warmup = parse_time(&flag, &value(&flag)?)?,
+            "-c" | "--concurrency" => options.concurrency = parse_list(&flag, &value(&flag)?)?,
+            "-s" | "--store" => options.stores = parse_stores(&value(&flag)?)?,
+            "--reaper-sessions" => options.reaper_sessions = parse_list(&flag, &value(&flag)?)?,
+            "--only" => options.only.extend(
+                value(&flag)?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|filter| !filter.is_empty())
+                    .map(str::to_string),
+            ),
+            "--json" => options.json = Some(PathBuf::from(value(&flag)?)),
+            "--vessel" => options.vessel = Some(PathBuf::from(value(&flag)?)),
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
-    if options.iterations == 0 {
-        return Err("--iterations must be at least 1".into());
+    if options.duration.is_zero() {
+        return Err("--duration must be more than zero".into());
     }
-    options.cold_iterations = cold
-        .unwrap_or(options.cold_iterations)
-        .clamp(1, options.iterations);
     Ok(Command::Run(options))
 }
 
 fn main() -> ExitCode {
-    let options = match parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+    let command = match parse(std::env::args().skip(1)) {
         Ok(Command::Help) => {
             print!("{HELP}");
             return ExitCode::SUCCESS;
         }
-        Ok(Command::Run(options)) => options,
+        Ok(command) => command,
         Err(message) => {
             eprintln!("vessel-bench: {message}");
             return ExitCode::from(2);
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("a tokio runtime");
-    match runtime.block_on(scenario::run(&options)) {
-        Ok(results) => {
-            if options.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report::json(&results))
-                        .expect("JSON of the results")
-                );
-            } else {
-                print!("{}", report::markdown(&results));
-            }
-            ExitCode::SUCCESS
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vessel-bench: cannot start a tokio runtime: {error}");
+            return ExitCode::FAILURE;
         }
+    };
+    let options = match command {
+        Command::Run(options) => options,
+        Command::SweepOnce(config) => {
+            return match runtime.block_on(reaper::sweep_once(&config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("vessel-bench --sweep-once: {error:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Help => return ExitCode::SUCCESS,
+    };
+    let results = match runtime.block_on(scenario::run(&options)) {
+        Ok(results) => results,
         Err(error) => {
             eprintln!("vessel-bench: {error:#}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    let json = serde_json::to_string_pretty(&report::json(&results)).unwrap_or_default();
+    match options.json.as_deref() {
+        Some(path) if path.as_os_str() == "-" => {
+            println!("{json}");
+            eprint!("{}", report::check_lines(&checks::checks(&results)));
+        }
+        Some(path) => {
+            print!("{}", report::markdown(&results));
+            if let Err(error) = std::fs::write(path, json + "\n") {
+                eprintln!("vessel-bench: cannot write {}: {error}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+        None => print!("{}", report::markdown(&results)),
     }
+    ExitCode::SUCCESS
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn options(args: &[&str], env: &[(&str, &str)]) -> Result<Options, String> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let lookup = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        match parse(args.iter().map(|a| a.to_string()), lookup)? {
+    fn options(args: &[&str]) -> Result<Options, String> {
+        match parse(args.iter().map(|a| a.to_string()))? {
             Command::Run(options) => Ok(options),
-            Command::Help => Err("help".into()),
+            other => Err(format!("{other:?}")),
         }
     }
 
     #[test]
-    fn arguments_override_the_environment() {
-        let o = options(
-            &["--iterations", "7", "--store=embedded"],
-            &[
-                ("VESSEL_BENCH_ITERATIONS", "50"),
-                ("VESSEL_BENCH_JSON", "1"),
-            ],
-        )
-        .unwrap();
-        assert_eq!(o.iterations, 7);
-        assert_eq!(o.cold_iterations, 7, "capped at the iterations");
-        assert_eq!(o.stores, vec![StoreKind::Embedded]);
-        assert!(o.json);
+    fn the_defaults_are_the_full_run() {
+        let o = options(&[]).unwrap();
+        assert_eq!(o.concurrency, vec![1, 32, 256]);
+        assert_eq!(o.cold_concurrency(), vec![1, 32]);
+        assert_eq!(o.reaper_sessions, vec![100_000, 1_000_000]);
+        assert_eq!(
+            (o.duration, o.warmup),
+            (Duration::from_secs(5), Duration::from_secs(1))
+        );
+        assert_eq!(o.max_concurrency(), 256);
+    }
 
-        let o = options(&["-c", "3", "-w", "0"], &[("VESSEL_BENCH_STORE", "redis")]).unwrap();
-        assert_eq!((o.iterations, o.cold_iterations, o.warmup), (500, 3, 0));
+    #[test]
+    fn quick_sets_defaults_that_other_options_change() {
+        let o = options(&["--duration", "1s", "--quick", "--store=redis"]).unwrap();
+        assert_eq!(o.duration, Duration::from_secs(1));
+        assert_eq!(o.warmup, Duration::from_millis(100));
+        assert_eq!(o.concurrency, vec![1, 4]);
+        assert_eq!(o.reaper_sessions, vec![2_000]);
         assert_eq!(o.stores, vec![StoreKind::Redis]);
-        assert!(!o.json);
+    }
+
+    #[test]
+    fn lists_times_and_filters_are_read() {
+        let o = options(&[
+            "-c",
+            "2,64",
+            "--reaper-sessions=1_000",
+            "--only",
+            "redis+status, hit",
+            "--only=reaper",
+            "-w",
+            "250ms",
+            "--json",
+            "-",
+        ])
+        .unwrap();
+        assert_eq!(o.concurrency, vec![2, 64]);
+        assert_eq!(o.cold_concurrency(), vec![2]);
+        assert_eq!(o.reaper_sessions, vec![1000]);
+        assert_eq!(o.only, vec!["redis+status", "hit", "reaper"]);
+        assert_eq!(o.warmup, Duration::from_millis(250));
+        assert_eq!(o.json, Some(PathBuf::from("-")));
+        let tags = |tags: &[&str]| tags.iter().map(|t| t.to_string()).collect::<Vec<_>>();
+        assert!(o.selects(&tags(&["status", "status", "c2", "redis"])));
+        assert!(!o.selects(&tags(&["status", "status", "c2", "embedded"])));
+        assert!(o.selects(&tags(&["hit_tcp", "hit", "c64", "embedded"])));
     }
 
     #[test]
     fn bad_arguments_are_refused() {
-        assert!(options(&["--iterations", "x"], &[]).is_err());
-        assert!(options(&["--iterations", "0"], &[]).is_err());
-        assert!(options(&["--store", "mysql"], &[]).is_err());
-        assert!(options(&["--bogus"], &[]).is_err());
-        assert!(options(&["--warmup"], &[]).is_err());
-        assert_eq!(options(&["--help"], &[]).unwrap_err(), "help");
+        assert!(options(&["--duration", "x"]).is_err());
+        assert!(options(&["--duration", "0s"]).is_err());
+        assert!(options(&["--duration", "5h"]).is_err());
+        assert!(options(&["-c", "0"]).is_err());
+        assert!(options(&["-c", "1,,2"]).is_err());
+        assert!(options(&["--store", "mysql"]).is_err());
+        assert!(options(&["--bogus"]).is_err());
+        assert!(options(&["--warmup"]).is_err());
+        assert!(matches!(parse(["--help".to_string()]), Ok(Command::Help)));
+        assert!(matches!(
+            parse(["--sweep-once".to_string(), "a.toml".to_string()]),
+            Ok(Command::SweepOnce(path)) if path == std::path::Path::new("a.toml")
+        ));
+        assert!(parse(["--sweep-once".to_string()]).is_err());
     }
 }

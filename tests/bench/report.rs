@@ -1,140 +1,241 @@
-//! The results as a markdown table (for people) or JSON (for machines).
+//! The results as markdown (for people and the README) or JSON (for
+//! machines), with the checks of the bar.
 
 use std::fmt::Write;
 
 use serde_json::{Value, json};
 
-use crate::scenario::{Op, Results, Row, StoreResult};
-use crate::stats::{human, micros, ratio};
+use crate::StoreKind;
+use crate::checks::{self, Check};
+use crate::scenario::{Results, plan};
+use crate::stats::{human, human_mib, human_rate, micros};
 
-/// The hits a cold start is compared with, and their names.
-const HITS: [(Op, &str); 3] = [
-    (Op::HitInspect, "inspect"),
-    (Op::HitTcp, "tcp"),
-    (Op::HitNone, "none"),
-];
+/// How the client shares the machine, said in every report.
+const CLIENT_NOTE: &str = "The client is this harness: closed loop (each worker sends its next \
+request as soon as its last is answered), one keep-alive HTTP/1.1 connection (hyper) or one \
+Redis connection per worker, on the same machine and cores as the hosts and redis-server, so \
+the client's own CPU is part of every row.";
 
-/// A row's median over the `/healthz` median of its store.
-fn over_healthz(store: &StoreResult, row: &Row) -> Option<f64> {
-    ratio(row.median(), store.row(Op::Healthz)?.median())
-}
-
-/// The cold start's median over the median of `hit`.
-fn cold_over(store: &StoreResult, hit: Op) -> Option<f64> {
-    ratio(store.row(Op::ColdStart)?.median(), store.row(hit)?.median())
-}
-
-fn times(value: Option<f64>) -> String {
-    match value {
-        Some(v) if v < 10.0 => format!("{v:.2}×"),
-        Some(v) => format!("{v:.1}×"),
-        None => "–".to_string(),
-    }
-}
-
-/// The results as markdown: a line about the run, a table of every row,
-/// and a table of cold start over hit.
-pub fn markdown(results: &Results) -> String {
-    let o = &results.options;
+/// The check lines, `PASS  bar: detail`.
+pub fn check_lines(checks: &[Check]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## vessel-bench\n");
-    let _ = writeln!(
-        out,
-        "Profile **{}**, {} CPUs; {} measured rounds after {} warm-up rounds, {} cold \
-         starts and stops per store; operations interleaved in a shuffled order; \
-         run took {:.1} s.\n",
-        results.profile,
-        results.cpus,
-        o.iterations,
-        o.warmup,
-        o.cold_iterations,
-        results.elapsed.as_secs_f64()
-    );
-    if results.profile == "dev" {
+    for check in checks {
         let _ = writeln!(
             out,
-            "> Dev profile: wasmtime runs unoptimised and inflates every plugin call. \
-             Quote only `--release` numbers.\n"
+            "{}  {}: {}",
+            check.verdict.as_str(),
+            check.bar,
+            check.detail
         );
-    }
-    let _ = writeln!(
-        out,
-        "| Store | Operation | n | median | p90 | p99 | median ÷ /healthz | plugin calls/op |"
-    );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|");
-    for store in &results.stores {
-        for row in &store.rows {
-            let s = &row.summary;
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                store.store.name(),
-                row.op.label(),
-                s.iterations,
-                human(s.median),
-                human(s.p90),
-                human(s.p99),
-                times(over_healthz(store, row)),
-                row.plugin_calls_per_op
-                    .map_or("–".to_string(), |n| format!("{n:.2}")),
-            );
-        }
-    }
-    let _ = writeln!(out, "\nCold start ÷ hit (medians):\n");
-    let _ = writeln!(
-        out,
-        "| Store | cold ÷ hit (inspect) | cold ÷ hit (tcp) | cold ÷ hit (none) |"
-    );
-    let _ = writeln!(out, "|---|---:|---:|---:|");
-    for store in &results.stores {
-        let _ = write!(out, "| {} |", store.store.name());
-        for (hit, _) in HITS {
-            let _ = write!(out, " {} |", times(cold_over(store, hit)));
-        }
-        let _ = writeln!(out);
     }
     out
 }
 
-/// The results as JSON: times in microseconds, one object per row.
+/// The results as markdown: the run, the load rows, the cold start's
+/// share, the Reaper rows and the checks.
+pub fn markdown(results: &Results) -> String {
+    let o = &results.options;
+    let mut out = String::new();
+    let _ = writeln!(out, "## vessel-bench, {}\n", results.date);
+    let _ = writeln!(
+        out,
+        "Profile **{}** on {} × {}; {} s per row after {} s of warm-up; run took {:.0} s.\n",
+        results.profile,
+        results.cpus,
+        results.cpu_model,
+        o.duration.as_secs_f64(),
+        o.warmup.as_secs_f64(),
+        results.elapsed.as_secs_f64()
+    );
+    let _ = writeln!(out, "{CLIENT_NOTE}\n");
+    if results.profile == "dev" {
+        let _ = writeln!(
+            out,
+            "> Dev profile: wasmtime and the host run unoptimised. Quote only `--release` \
+             numbers.\n"
+        );
+    }
+    if !results.rows.is_empty() {
+        let _ = writeln!(
+            out,
+            "| Store | Row | c | throughput | p50 | p99 | p99.9 | max | errors | host peak RSS |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    for row in &results.rows {
+        let s = row.load.summary();
+        let time = |pick: fn(&crate::stats::Summary) -> std::time::Duration| {
+            s.as_ref().map_or("–".to_string(), |s| human(pick(s)))
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.row.store.map_or("in-process", StoreKind::name),
+            row.row.op.label(),
+            row.row.concurrency,
+            human_rate(row.load.throughput()),
+            time(|s| s.p50),
+            time(|s| s.p99),
+            time(|s| s.p999),
+            time(|s| s.max),
+            row.load.errors,
+            row.host_peak_rss.map_or("–".to_string(), human_mib),
+        );
+    }
+    let shares: Vec<_> = o
+        .stores
+        .iter()
+        .filter_map(|&store| checks::cold_share(results, store).map(|share| (store, share)))
+        .collect();
+    if !shares.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nVessel's own share of a cold start: the cold start's p50 at c=1 (over HTTP) \
+             less the p50 of its three plugin calls made in-process; what remains is HTTP, \
+             the store's writes, staging the project and the orchestration.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| Store | cold start p50 | plugin calls p50 | Vessel's share |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for (store, share) in shares {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                store.name(),
+                human(share.cold),
+                human(share.plugins),
+                human(share.share)
+            );
+        }
+    }
+    if !results.reaper.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nReaper: one sweep (batch 500, 8 stops at a time) over sessions in Redis, 1% \
+             idle, in a process of its own; meanwhile another client sends one GET every \
+             millisecond.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| sessions | idle reaped | sweep | other client p99.9 | other client worst | \
+             sweeper peak RSS | Redis memory | fill |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for row in &results.reaper {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.sessions,
+                row.reaped,
+                human(row.sweep),
+                row.probe.map_or("–".into(), |p| human(p.p999)),
+                row.probe.map_or("–".into(), |p| human(p.max)),
+                row.sweeper_peak_rss.map_or("–".into(), human_mib),
+                row.redis_memory.map_or("–".into(), human_mib),
+                human(row.fill),
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nThe bar (issue 12):\n\n```\n{}```",
+        check_lines(&checks::checks(results))
+    );
+    out
+}
+
+/// The results as JSON: times in microseconds, memory in bytes.
 pub fn json(results: &Results) -> Value {
     let o = &results.options;
-    let mut rows = Vec::new();
-    let mut cold_over_hit = serde_json::Map::new();
-    for store in &results.stores {
-        for row in &store.rows {
-            let s = &row.summary;
-            rows.push(json!({
-                "store": store.store.name(),
-                "op": row.op.id(),
-                "label": row.op.label(),
-                "iterations": s.iterations,
-                "median_us": micros(s.median),
-                "p90_us": micros(s.p90),
-                "p99_us": micros(s.p99),
-                "min_us": micros(s.min),
-                "max_us": micros(s.max),
-                "mean_us": micros(s.mean),
-                "ratio_to_healthz": over_healthz(store, row),
-                "plugin_calls_per_op": row.plugin_calls_per_op,
-            }));
-        }
-        let ratios: serde_json::Map<String, Value> = HITS
-            .iter()
-            .map(|(hit, name)| (name.to_string(), json!(cold_over(store, *hit))))
-            .collect();
-        cold_over_hit.insert(store.store.name().to_string(), Value::Object(ratios));
-    }
+    let rows: Vec<Value> = results
+        .rows
+        .iter()
+        .map(|row| {
+            let s = row.load.summary();
+            let us = |pick: fn(&crate::stats::Summary) -> std::time::Duration| {
+                s.as_ref().map(|s| micros(pick(s)))
+            };
+            json!({
+                "op": row.row.op.id(),
+                "label": row.row.op.label(),
+                "store": row.row.store.map(StoreKind::name),
+                "concurrency": row.row.concurrency,
+                "requests": row.load.completed,
+                "errors": row.load.errors,
+                "first_error": row.load.first_error,
+                "seconds": row.load.window.as_secs_f64(),
+                "throughput_per_s": row.load.throughput(),
+                "p50_us": us(|s| s.p50),
+                "p99_us": us(|s| s.p99),
+                "p999_us": us(|s| s.p999),
+                "max_us": us(|s| s.max),
+                "mean_us": us(|s| s.mean),
+                "host_peak_rss_bytes": row.host_peak_rss,
+            })
+        })
+        .collect();
+    let cold_share: Vec<Value> = o
+        .stores
+        .iter()
+        .filter_map(|&store| {
+            checks::cold_share(results, store).map(|share| {
+                json!({
+                    "store": store.name(),
+                    "cold_start_p50_us": micros(share.cold),
+                    "plugin_calls_p50_us": micros(share.plugins),
+                    "vessel_share_us": micros(share.share),
+                })
+            })
+        })
+        .collect();
+    let reaper: Vec<Value> = results
+        .reaper
+        .iter()
+        .map(|row| {
+            json!({
+                "sessions": row.sessions,
+                "idle": row.idle,
+                "scanned": row.scanned,
+                "reaped": row.reaped,
+                "failed": row.failed,
+                "sweep_us": micros(row.sweep),
+                "fill_us": micros(row.fill),
+                "probe_requests": row.probe.map(|p| p.count),
+                "probe_p99_us": row.probe.map(|p| micros(p.p99)),
+                "probe_p999_us": row.probe.map(|p| micros(p.p999)),
+                "probe_max_us": row.probe.map(|p| micros(p.max)),
+                "sweeper_peak_rss_bytes": row.sweeper_peak_rss,
+                "redis_used_memory_bytes": row.redis_memory,
+            })
+        })
+        .collect();
+    let checks: Vec<Value> = checks::checks(results)
+        .iter()
+        .map(|check| {
+            json!({
+                "bar": check.bar,
+                "verdict": check.verdict.as_str(),
+                "detail": check.detail,
+            })
+        })
+        .collect();
     json!({
+        "date": results.date,
         "profile": results.profile,
         "cpus": results.cpus,
+        "cpu_model": results.cpu_model,
         "elapsed_s": results.elapsed.as_secs_f64(),
-        "iterations": o.iterations,
-        "warmup": o.warmup,
-        "cold_iterations": o.cold_iterations,
-        "stores": results.stores.iter().map(|s| s.store.name()).collect::<Vec<_>>(),
-        "baseline": Op::Healthz.id(),
+        "duration_s": o.duration.as_secs_f64(),
+        "warmup_s": o.warmup.as_secs_f64(),
+        "concurrency": o.concurrency,
+        "stores": o.stores.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        "planned_rows": plan(o).len(),
+        "client": CLIENT_NOTE,
         "rows": rows,
-        "cold_over_hit": cold_over_hit,
+        "cold_share": cold_share,
+        "reaper": reaper,
+        "checks": checks,
     })
 }

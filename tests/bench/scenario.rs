@@ -1,143 +1,196 @@
-//! The measured scenario: the hosts of each store, the sessions they hold,
-//! the operations, and the interleaved rounds.
+//! The run: which rows there are, what each one runs against, the order
+//! they run in, and what they come to.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
-use serde_json::Value;
-use vessel::config::Liveness;
-use vessel::ids::UserId;
-use vessel_tests::{Api, RedisServer, TestHost, free_port, plugin_dir, project_dir, test_config};
+use anyhow::{Context, Result, anyhow, ensure};
+use serde_json::json;
+use vessel_tests::{RedisServer, plugin_dir, project_dir};
 
-use crate::stats::{Samples, Summary};
-use crate::{Options, StoreKind};
+use crate::hosts::{Liveness, StoreHosts};
+use crate::http::{Call, Connection};
+use crate::load::{self, Load, Window, Worker};
+use crate::plugin::PluginHost;
+use crate::reaper::{self, ReaperRow};
+use crate::stats::{human, human_rate};
+use crate::{Options, StoreKind, rss};
 
-/// One measured operation.
+/// What a load row measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// `GET /healthz`: an HTTP round trip and one store ping. The baseline.
-    Healthz,
-    /// A raw Redis `GET session:{user}` on the harness's own connection.
+    /// A raw Redis `GET` of a session-sized JSON value: the read baseline.
     RedisGet,
-    /// The store's `get` of a session, called in-process (no HTTP).
-    StoreGet,
-    /// The VM driver's `inspect` of a running VM, called in-process (no
-    /// HTTP, no store): the plugin call a hit with liveness `inspect` adds.
-    VmInspect,
+    /// A raw Redis `SET` of a session-sized JSON value: the write baseline.
+    RedisSet,
+    /// `GET /status/{user}` of a running session.
+    Status,
+    /// `POST /heartbeat` of a running session.
+    Heartbeat,
     /// `POST /start` of a running session, liveness `inspect`.
     HitInspect,
     /// `POST /start` of a running session, liveness `tcp`.
     HitTcp,
     /// `POST /start` of a running session, liveness `none`.
     HitNone,
-    /// `POST /heartbeat`.
-    Heartbeat,
-    /// `GET /status/{user}`.
-    Status,
-    /// `POST /start` without a session: create, copy, route, store.
+    /// `POST /start` without a session, on the mock plugins; each followed
+    /// by an untimed `POST /stop`.
     ColdStart,
-    /// `POST /stop` of the session a cold start made.
-    Stop,
+    /// The mock VM's `inspect`, through the plugin runtime, in-process.
+    PluginInspect,
+    /// What the mock VM's `inspect` does, as native code.
+    NativeInspect,
+    /// The plugin calls of a cold start (`create`, `copy-to`,
+    /// `add-route`), in-process.
+    PluginColdCalls,
 }
 
 impl Op {
-    /// Every operation, in report order.
-    pub const ALL: [Op; 11] = [
-        Op::Healthz,
-        Op::RedisGet,
-        Op::StoreGet,
-        Op::VmInspect,
+    /// The rows run against a store's hosts, in report order.
+    pub const HTTP: [Op; 6] = [
+        Op::Status,
+        Op::Heartbeat,
         Op::HitInspect,
         Op::HitTcp,
         Op::HitNone,
-        Op::Heartbeat,
-        Op::Status,
         Op::ColdStart,
-        Op::Stop,
     ];
 
-    /// Whether the operation runs once every round (all but the cold start
-    /// and the stop, which run together in fewer rounds).
-    fn is_fast(self) -> bool {
-        !matches!(self, Op::ColdStart | Op::Stop)
-    }
+    /// The in-process plugin rows, in report order.
+    pub const PLUGIN: [Op; 3] = [Op::PluginInspect, Op::NativeInspect, Op::PluginColdCalls];
 
-    /// The operation's id in JSON.
+    /// The row's id in JSON and in `--only`.
     pub fn id(self) -> &'static str {
         match self {
-            Op::Healthz => "healthz",
             Op::RedisGet => "redis_get",
-            Op::StoreGet => "store_get",
-            Op::VmInspect => "vm_inspect",
-            Op::HitInspect => "start_hit_inspect",
-            Op::HitTcp => "start_hit_tcp",
-            Op::HitNone => "start_hit_none",
-            Op::Heartbeat => "heartbeat",
+            Op::RedisSet => "redis_set",
             Op::Status => "status",
+            Op::Heartbeat => "heartbeat",
+            Op::HitInspect => "hit_inspect",
+            Op::HitTcp => "hit_tcp",
+            Op::HitNone => "hit_none",
             Op::ColdStart => "start_cold",
-            Op::Stop => "stop",
+            Op::PluginInspect => "plugin_inspect",
+            Op::NativeInspect => "native_inspect",
+            Op::PluginColdCalls => "plugin_cold_calls",
         }
     }
 
-    /// The operation for people.
+    /// The family `--only` also selects it by.
+    pub fn family(self) -> &'static str {
+        match self {
+            Op::RedisGet | Op::RedisSet => "raw",
+            Op::Status => "status",
+            Op::Heartbeat => "heartbeat",
+            Op::HitInspect | Op::HitTcp | Op::HitNone => "hit",
+            Op::ColdStart => "cold",
+            Op::PluginInspect | Op::NativeInspect | Op::PluginColdCalls => "plugin",
+        }
+    }
+
+    /// The row for people.
     pub fn label(self) -> &'static str {
         match self {
-            Op::Healthz => "GET /healthz (baseline)",
-            Op::RedisGet => "raw Redis GET session:{user}",
-            Op::StoreGet => "store get, in-process (no HTTP)",
-            Op::VmInspect => "mock-vm inspect, in-process (plugin call only)",
+            Op::RedisGet => "raw Redis GET (baseline)",
+            Op::RedisSet => "raw Redis SET (baseline)",
+            Op::Status => "GET /status/{user}",
+            Op::Heartbeat => "POST /heartbeat",
             Op::HitInspect => "POST /start hit, liveness inspect",
             Op::HitTcp => "POST /start hit, liveness tcp",
             Op::HitNone => "POST /start hit, liveness none",
-            Op::Heartbeat => "POST /heartbeat",
-            Op::Status => "GET /status/{user}",
             Op::ColdStart => "POST /start cold (mock plugins)",
-            Op::Stop => "POST /stop",
+            Op::PluginInspect => "mock-vm inspect via the plugin runtime",
+            Op::NativeInspect => "mock-vm inspect's work, native",
+            Op::PluginColdCalls => "cold start's plugin calls (create, copy-to, add-route)",
         }
     }
-
-    /// Whether the operation exists for `store`.
-    pub fn applies_to(self, store: StoreKind) -> bool {
-        self != Op::RedisGet || store == StoreKind::Redis
-    }
 }
 
-/// One row of the results.
-#[derive(Debug, Clone)]
-pub struct Row {
-    /// The operation.
+/// One row the run will measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    /// What it measures.
     pub op: Op,
-    /// Its latencies.
-    pub summary: Summary,
-    /// The plugin calls it made on average, where the mocks' call records
-    /// tell (`None` for operations that have no business calling plugins).
-    pub plugin_calls_per_op: Option<f64>,
+    /// Against which store (`None`: in-process, no store involved).
+    pub store: Option<StoreKind>,
+    /// Its workers.
+    pub concurrency: usize,
 }
 
-impl Row {
-    /// The median.
-    pub fn median(&self) -> Duration {
-        self.summary.median
+impl Planned {
+    /// The words `--only` matches.
+    fn tags(&self) -> Vec<String> {
+        let mut tags = vec![
+            self.op.id().to_string(),
+            self.op.family().to_string(),
+            format!("c{}", self.concurrency),
+        ];
+        if let Some(store) = self.store {
+            tags.push(store.name().to_string());
+        }
+        tags
     }
 }
 
-/// The rows of one store.
+/// Every load row the options ask for, in the order they run.
+pub fn plan(options: &Options) -> Vec<Planned> {
+    let mut rows = Vec::new();
+    for &store in &options.stores {
+        let mut add = |op: Op, levels: &[usize]| {
+            for &concurrency in levels {
+                rows.push(Planned {
+                    op,
+                    store: Some(store),
+                    concurrency,
+                });
+            }
+        };
+        if store == StoreKind::Redis {
+            add(Op::RedisGet, &options.concurrency);
+            add(Op::RedisSet, &options.concurrency);
+        }
+        for op in Op::HTTP {
+            let levels = if op == Op::ColdStart {
+                options.cold_concurrency()
+            } else {
+                options.concurrency.clone()
+            };
+            add(op, &levels);
+        }
+    }
+    for op in Op::PLUGIN {
+        rows.push(Planned {
+            op,
+            store: None,
+            concurrency: 1,
+        });
+    }
+    rows.retain(|row| options.selects(&row.tags()));
+    rows
+}
+
+/// The Reaper rows the options ask for: their session counts.
+pub fn plan_reaper(options: &Options) -> Vec<usize> {
+    if !options.stores.contains(&StoreKind::Redis) {
+        return Vec::new();
+    }
+    options
+        .reaper_sessions
+        .iter()
+        .copied()
+        .filter(|n| options.selects(&["reaper".into(), "redis".into(), n.to_string()]))
+        .collect()
+}
+
+/// One measured load row.
 #[derive(Debug, Clone)]
-pub struct StoreResult {
-    /// The store.
-    pub store: StoreKind,
-    /// One row per operation, in [`Op::ALL`] order.
-    pub rows: Vec<Row>,
-}
-
-impl StoreResult {
-    /// The row of `op`, if measured.
-    pub fn row(&self, op: Op) -> Option<&Row> {
-        self.rows.iter().find(|row| row.op == op)
-    }
+pub struct LoadRow {
+    /// What it measured.
+    pub row: Planned,
+    /// What its workers did.
+    pub load: Load,
+    /// The peak resident memory of the host that served it, during the row.
+    pub host_peak_rss: Option<u64>,
 }
 
 /// Everything one run measured.
@@ -149,46 +202,158 @@ pub struct Results {
     pub profile: &'static str,
     /// The CPUs available.
     pub cpus: usize,
+    /// The CPU, as `/proc/cpuinfo` names it.
+    pub cpu_model: String,
+    /// The day of the run (UTC), `YYYY-MM-DD`.
+    pub date: String,
     /// Set-up, measurement and tear-down.
     pub elapsed: Duration,
-    /// One entry per store, in the order asked for.
-    pub stores: Vec<StoreResult>,
+    /// The load rows, in the order they ran.
+    pub rows: Vec<LoadRow>,
+    /// The Reaper rows.
+    pub reaper: Vec<ReaperRow>,
 }
 
-/// Runs the whole benchmark: sets up the hosts, measures, tears down.
+impl Results {
+    /// The row of `op` on `store` at `concurrency`, if measured.
+    pub fn row(&self, op: Op, store: Option<StoreKind>, concurrency: usize) -> Option<&LoadRow> {
+        self.rows.iter().find(|row| {
+            row.row.op == op && row.row.store == store && row.row.concurrency == concurrency
+        })
+    }
+}
+
+/// Runs every row the options ask for.
 pub async fn run(options: &Options) -> Result<Results> {
     let began = Instant::now();
-    preflight(options)?;
+    let planned = plan(options);
+    let reaper_rows = plan_reaper(options);
+    ensure!(
+        !planned.is_empty() || !reaper_rows.is_empty(),
+        "--only {:?} selects no row (see --help)",
+        options.only
+    );
+    preflight()?;
     let root = tempfile::tempdir().context("a temporary directory")?;
-    let redis = options
-        .stores
-        .contains(&StoreKind::Redis)
-        .then(RedisServer::start);
-    let mut benches = Vec::new();
+    let window = Window {
+        warmup: options.warmup,
+        duration: options.duration,
+    };
+    let needs_redis = !reaper_rows.is_empty()
+        || planned
+            .iter()
+            .any(|row| row.store == Some(StoreKind::Redis));
+    let redis = needs_redis.then(RedisServer::start);
+    let mut rows = Vec::new();
+
     for &store in &options.stores {
-        progress(&format!("setting up the {} store", store.name()));
-        match Bench::setup(store, redis.as_ref(), root.path()).await {
-            Ok(bench) => benches.push(bench),
-            Err(error) => {
-                let _ = tear_down(benches).await; // already reported on stderr
-                return Err(error.context(format!("setting up the {} store", store.name())));
+        let of_store: Vec<Planned> = planned
+            .iter()
+            .copied()
+            .filter(|row| row.store == Some(store))
+            .collect();
+        if of_store.is_empty() {
+            continue;
+        }
+        let redis_url = redis.as_ref().map(RedisServer::url);
+        let raw: Vec<&Planned> = of_store
+            .iter()
+            .filter(|row| row.op.family() == "raw")
+            .collect();
+        if let Some(url) = &redis_url
+            && !raw.is_empty()
+        {
+            let sessions = options.max_concurrency();
+            prepare_raw(url, sessions).await?;
+            for row in raw {
+                let workers = raw_workers(url, row).await?;
+                rows.push(measure(row, window, workers).await);
             }
         }
-    }
-    let measured = measure(&mut benches, options).await;
-    let stores = match measured {
-        Ok(()) => benches
+        let http: Vec<&Planned> = of_store
             .iter()
-            .map(Bench::result)
-            .collect::<Result<Vec<_>>>(),
-        Err(error) => Err(error),
-    };
-    progress("stopping the hosts");
-    let torn_down = tear_down(benches).await;
+            .filter(|row| Op::HTTP.contains(&row.op))
+            .collect();
+        if http.is_empty() {
+            continue;
+        }
+        let binary = vessel_binary(options)?;
+        progress(&format!(
+            "starting the {} store's hosts ({}) with {} sessions each",
+            store.name(),
+            binary.display(),
+            options.max_concurrency()
+        ));
+        let dir = root.path().join(store.name());
+        let hosts = StoreHosts::start(
+            store,
+            &binary,
+            redis_url.as_deref(),
+            &dir,
+            options.max_concurrency(),
+        )
+        .await?;
+        let mut measured = Ok(());
+        for row in http {
+            match measure_http(&hosts, row, window).await {
+                Ok(measured_row) => rows.push(measured_row),
+                Err(error) => {
+                    measured = Err(error);
+                    break;
+                }
+            }
+        }
+        let stopped = hosts.stop();
+        measured?;
+        stopped?;
+        if let Some(redis) = &redis {
+            flush(&redis.url()).await?;
+        }
+    }
+
+    let plugin: Vec<&Planned> = planned.iter().filter(|row| row.store.is_none()).collect();
+    if !plugin.is_empty() {
+        progress("building a host in this process for the plugin rows");
+        let dir = root.path().join("plugin");
+        let host = PluginHost::build(&dir).await?;
+        let vm_id = host.create_vm("plugin-inspect").await?;
+        let project = project_dir(&dir, "project");
+        for row in plugin {
+            let measured_row = match row.op {
+                Op::PluginInspect => measure(row, window, vec![host.inspect_worker(&vm_id)]).await,
+                Op::NativeInspect => {
+                    measure(row, window, vec![host.native_inspect_worker(&vm_id)]).await
+                }
+                _ => {
+                    let worker = host.cold_calls_worker("plugin-cold", &project)?;
+                    measure(row, window, vec![worker]).await
+                }
+            };
+            rows.push(measured_row);
+        }
+    }
+
+    let mut reaper = Vec::new();
+    if let Some(redis) = &redis {
+        for sessions in reaper_rows {
+            progress(&format!(
+                "Reaper: filling Redis with {sessions} sessions, then one sweep"
+            ));
+            let dir = root.path().join(format!("reaper-{sessions}"));
+            let row = reaper::run(redis, sessions, &dir)
+                .await
+                .with_context(|| format!("the Reaper row over {sessions} sessions"))?;
+            progress(&format!(
+                "Reaper over {sessions}: sweep {}, watching client's worst {}",
+                human(row.sweep),
+                row.probe.map_or("–".into(), |probe| human(probe.max))
+            ));
+            reaper.push(row);
+        }
+    }
     drop(redis);
+    progress("removing the temporary directory (the mocks' call records)");
     drop(root);
-    let stores = stores?;
-    torn_down?;
     Ok(Results {
         options: options.clone(),
         profile: if cfg!(debug_assertions) {
@@ -197,8 +362,11 @@ pub async fn run(options: &Options) -> Result<Results> {
             "release"
         },
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model: cpu_model(),
+        date: today(),
         elapsed: began.elapsed(),
-        stores,
+        rows,
+        reaper,
     })
 }
 
@@ -208,7 +376,7 @@ fn progress(message: &str) {
 
 /// Fails early, with the command to run, when something the run needs is
 /// missing.
-fn preflight(options: &Options) -> Result<()> {
+fn preflight() -> Result<()> {
     for name in ["mock_vm", "mock_proxy"] {
         let path = plugin_dir().join(format!("{name}.wasm"));
         ensure!(
@@ -217,452 +385,298 @@ fn preflight(options: &Options) -> Result<()> {
             path.display()
         );
     }
-    if options.stores.contains(&StoreKind::Redis) {
-        let found = std::process::Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .map(|out| out.status.success())
-            .unwrap_or(false);
-        ensure!(
-            found,
-            "redis-server is not installed (scripts/test installs it), or use --store embedded"
-        );
-    }
+    let found = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .map(|out| out.status.success())
+        .unwrap_or(false);
+    ensure!(
+        found,
+        "redis-server is not installed (scripts/test installs it)"
+    );
     Ok(())
 }
 
-/// Runs the warm-up rounds and then the measured ones. Each round runs
-/// every fast operation of every store once, and in some rounds a cold
-/// start and stop per store, in an order shuffled anew each round (from a
-/// fixed seed, so runs are comparable).
-async fn measure(benches: &mut [Bench], options: &Options) -> Result<()> {
-    let fast: Vec<(usize, Op)> = benches
-        .iter()
-        .enumerate()
-        .flat_map(|(i, bench)| {
-            Op::ALL
-                .into_iter()
-                .filter(move |op| op.is_fast() && op.applies_to(bench.store))
-                .map(move |op| (i, op))
-        })
-        .collect();
-    let cold_warmup = if options.warmup == 0 {
-        0
-    } else {
-        (options.warmup * options.cold_iterations / options.iterations).clamp(1, options.warmup)
+/// The `vessel` binary the hosts run: `--vessel`, else the one next to this
+/// harness (same target directory and profile), built first when the
+/// harness runs under `cargo run`, so that it is never stale.
+fn vessel_binary(options: &Options) -> Result<PathBuf> {
+    if let Some(path) = &options.vessel {
+        // The hosts run in directories of their own: an absolute path.
+        return std::fs::canonicalize(path).with_context(|| format!("--vessel {}", path.display()));
+    }
+    let exe = std::env::current_exe().context("this harness's path")?;
+    let sibling = exe.with_file_name("vessel");
+    let release = !cfg!(debug_assertions);
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        progress(
+            "building the vessel binary (cargo build -p vessel-tests -p vessel-host --bin vessel)",
+        );
+        let mut build = std::process::Command::new(cargo);
+        // With the harness's own package selected too, the dependencies'
+        // features are the ones the harness was built with: nothing is
+        // rebuilt for a different feature set.
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "vessel-tests",
+            "-p",
+            "vessel-host",
+            "--bin",
+            "vessel",
+        ]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().context("running cargo build")?;
+        ensure!(status.success(), "building the vessel binary failed");
+    }
+    ensure!(
+        sibling.exists(),
+        "{} is missing: run `cargo build{} -p vessel-host`, or pass --vessel PATH",
+        sibling.display(),
+        if release { " --release" } else { "" }
+    );
+    Ok(sibling)
+}
+
+/// Runs one row that no host serves (raw Redis, in-process plugin calls).
+async fn measure<W: Worker>(row: &Planned, window: Window, workers: Vec<W>) -> LoadRow {
+    let load = load::run(workers, window).await;
+    report_progress(row, &load);
+    LoadRow {
+        row: *row,
+        load,
+        host_peak_rss: None,
+    }
+}
+
+fn report_progress(row: &Planned, load: &Load) {
+    let store = row.store.map_or("in-process", StoreKind::name);
+    let latency = load.summary().map_or("–".into(), |s| {
+        format!("p50 {}, p99 {}", human(s.p50), human(s.p99))
+    });
+    let errors = match &load.first_error {
+        Some(first) => format!(", {} errors (first: {first})", load.errors),
+        None => String::new(),
     };
-    let mut rng = XorShift(0x5eed_7e55_e1b3_2024);
-    for (record, rounds, colds) in [
-        (false, options.warmup, cold_warmup),
-        (true, options.iterations, options.cold_iterations),
-    ] {
-        if record {
-            progress(&format!(
-                "measuring {rounds} rounds ({colds} with a cold start and stop)"
-            ));
-            for bench in benches.iter_mut() {
-                bench.calls_before = bench.call_counts();
-            }
-        } else if rounds > 0 {
-            progress(&format!("warming up: {rounds} rounds"));
-        }
-        for round in 0..rounds {
-            let mut slots = fast.clone();
-            if spread(round, rounds, colds) {
-                slots.extend((0..benches.len()).map(|i| (i, Op::ColdStart)));
-            }
-            rng.shuffle(&mut slots);
-            for (i, op) in slots {
-                let bench = &mut benches[i];
-                bench.step(op, record).await.with_context(|| {
-                    format!("{} on the {} store", op.label(), bench.store.name())
-                })?;
-            }
+    progress(&format!(
+        "{store} {} c={}: {}, {latency}{errors}",
+        row.op.id(),
+        row.concurrency,
+        human_rate(load.throughput()),
+    ));
+}
+
+/// Sends one HTTP request and checks its answer; `undo`, if any, after it,
+/// untimed.
+struct HttpWorker {
+    connection: Connection,
+    call: Call,
+    undo: Option<Call>,
+}
+
+impl Worker for HttpWorker {
+    async fn call(&mut self) -> Result<()> {
+        self.connection.send(&self.call).await
+    }
+
+    async fn reset(&mut self) -> Result<()> {
+        match &self.undo {
+            Some(undo) => self.connection.send(undo).await,
+            None => Ok(()),
         }
     }
-    for bench in benches.iter_mut() {
-        bench.calls_after = bench.call_counts();
+}
+
+/// Runs one HTTP row against the host it names, with that host's peak
+/// memory during the row.
+async fn measure_http(hosts: &StoreHosts, row: &Planned, window: Window) -> Result<LoadRow> {
+    let liveness = match row.op {
+        Op::HitTcp => Liveness::Tcp,
+        Op::HitNone => Liveness::None,
+        _ => Liveness::Inspect,
+    };
+    let host = hosts.host(liveness);
+    let project = hosts.project.display().to_string();
+    let mut workers = Vec::with_capacity(row.concurrency);
+    for i in 0..row.concurrency {
+        let user = host
+            .users
+            .get(i)
+            .ok_or_else(|| anyhow!("no session for worker {i}"))?;
+        let start =
+            |user: &str| Call::post("/start", &json!({"userId": user, "projectPath": project}));
+        let (call, undo) = match row.op {
+            Op::Status => (
+                Call::get(format!("/status/{user}")).expecting(&[r#""status":"active""#]),
+                None,
+            ),
+            Op::Heartbeat => (
+                Call::post("/heartbeat", &json!({ "userId": user }))
+                    .expecting(&[r#""status":"active""#]),
+                None,
+            ),
+            Op::HitInspect | Op::HitTcp => (
+                start(user).expecting(&[r#""reused":true"#, r#""health":"ok""#]),
+                None,
+            ),
+            Op::HitNone => (
+                start(user).expecting(&[r#""reused":true"#, r#""health":"unchecked""#]),
+                None,
+            ),
+            Op::ColdStart => {
+                let user = format!("cold-{i}");
+                (
+                    start(&user).expecting(&[r#""reused":false"#]),
+                    Some(
+                        Call::post("/stop", &json!({ "userId": user }))
+                            .expecting(&[r#""stopped":true"#]),
+                    ),
+                )
+            }
+            other => return Err(anyhow!("{} is not an HTTP row", other.id())),
+        };
+        workers.push(HttpWorker {
+            connection: Connection::open(host.addr).await?,
+            call,
+            undo,
+        });
     }
+    let pid = host.pid();
+    // Without a reset (an old kernel), the peak is the host's since it
+    // started: still an upper bound of the row's.
+    rss::reset_peak(pid);
+    let load = load::run(workers, window).await;
+    let host_peak_rss = rss::peak(pid);
+    report_progress(row, &load);
+    Ok(LoadRow {
+        row: *row,
+        load,
+        host_peak_rss,
+    })
+}
+
+/// The key raw Redis worker `i` reads and writes.
+fn raw_key(i: usize) -> String {
+    format!("bench:raw:{i}")
+}
+
+/// Writes the values the raw `GET` rows read: each a session record as
+/// Vessel writes it.
+async fn prepare_raw(url: &str, workers: usize) -> Result<()> {
+    let mut connection = redis_connection(url).await?;
+    let mut pipe = redis::pipe();
+    for i in 0..workers {
+        pipe.cmd("SET")
+            .arg(raw_key(i))
+            .arg(reaper::record(
+                &format!("raw-{i}"),
+                i,
+                mock_state::now_ms(),
+            )?)
+            .ignore();
+    }
+    let _: () = pipe.query_async(&mut connection).await?;
     Ok(())
 }
 
-/// Whether `round` of `rounds` is one of `count` rounds spread evenly.
-fn spread(round: usize, rounds: usize, count: usize) -> bool {
-    (round + 1) * count / rounds > round * count / rounds
+/// Throws away everything in the harness's Redis.
+async fn flush(url: &str) -> Result<()> {
+    let mut connection = redis_connection(url).await?;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await?;
+    Ok(())
 }
 
-/// A small deterministic shuffler (xorshift64*), enough to vary the order.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
-        }
-    }
+/// A connection to the harness's Redis without redis-rs's default 500 ms
+/// answer timeout: a slow answer is a measurement (or a long fill or
+/// flush), not an error.
+pub async fn redis_connection(url: &str) -> Result<redis::aio::MultiplexedConnection> {
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    Ok(redis::Client::open(url)?
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
 }
 
-/// Stops every host (and the sessions they hold) and the TCP listeners.
-async fn tear_down(benches: Vec<Bench>) -> Result<()> {
-    let mut first_error = None;
-    for bench in benches {
-        if let Err(error) = bench.tear_down().await {
-            progress(&format!("tear-down: {error:#}"));
-            first_error.get_or_insert(error);
-        }
-    }
-    first_error.map_or(Ok(()), Err)
+/// Sends one raw Redis command on a connection of its own.
+struct RedisWorker {
+    connection: redis::aio::MultiplexedConnection,
+    command: redis::Cmd,
+    write: bool,
 }
 
-/// The calls the mock plugins of one host recorded, by `vm:<op>` and
-/// `proxy:<op>`.
-type CallCounts = HashMap<String, usize>;
-
-/// One store's hosts and sessions. There is one host per liveness mode,
-/// since the mode is a host setting; the `inspect` host (the mock VM's
-/// default) also serves the baselines, heartbeats, status reads, cold starts
-/// and stops. Each host has its own data directory and user, so the three
-/// share the Redis store without meeting.
-struct Bench {
-    store: StoreKind,
-    main: TestHost,
-    tcp: TestHost,
-    none: TestHost,
-    main_api: Api,
-    tcp_api: Api,
-    none_api: Api,
-    /// The harness's own Redis connection (Redis store only).
-    redis: Option<redis::aio::MultiplexedConnection>,
-    project: PathBuf,
-    /// Listens where the `tcp` host's VM claims to serve, so that its
-    /// liveness check finds the VM alive.
-    listener: tokio::task::JoinHandle<()>,
-    samples: HashMap<Op, Samples>,
-    calls_before: [CallCounts; 3],
-    calls_after: [CallCounts; 3],
-}
-
-const HIT_USER: &str = "bench-hit-inspect";
-const TCP_USER: &str = "bench-hit-tcp";
-const NONE_USER: &str = "bench-hit-none";
-const COLD_USER: &str = "bench-cold";
-
-impl Bench {
-    async fn setup(store: StoreKind, redis: Option<&RedisServer>, root: &Path) -> Result<Bench> {
-        let dir = root.join(store.name());
-        std::fs::create_dir_all(&dir).context("the store's directory")?;
-        let project = project_dir(&dir, "project");
-        let redis_url = match store {
-            StoreKind::Redis => Some(
-                redis
-                    .ok_or_else(|| anyhow!("the Redis store needs a redis-server"))?
-                    .url(),
-            ),
-            StoreKind::Embedded => None,
-        };
-        let host = |name: &str, liveness: Liveness, port: Option<u16>| {
-            let mut config = test_config(&dir.join(name), redis_url.clone());
-            config.plugins.vm.liveness = liveness;
-            // No background sweeps or passes between the measured requests.
-            config.reaper.enabled = false;
-            config.reconcile.enabled = false;
-            if let Some(port) = port {
-                config.session.ports = vec![port];
-            }
-            TestHost::start(config)
-        };
-        let tcp_port = free_port();
-        let main = host("inspect", Liveness::Inspect, None).await;
-        let tcp = host("tcp", Liveness::Tcp, Some(tcp_port)).await;
-        let none = host("none", Liveness::None, None).await;
-        let (main_api, tcp_api, none_api) = (main.api(), tcp.api(), none.api());
-
-        // The three running sessions the hits find.
-        expect_start(&main_api, HIT_USER, &project, false).await?;
-        let started = expect_start(&tcp_api, TCP_USER, &project, false).await?;
-        let ip: IpAddr = started["ip"]
-            .as_str()
-            .and_then(|ip| ip.parse().ok())
-            .ok_or_else(|| anyhow!("the tcp host's session has no address: {started}"))?;
-        ensure!(
-            ip.is_loopback(),
-            "the mock VM's address {ip} is not a loopback one"
-        );
-        let socket = tokio::net::TcpListener::bind((ip, tcp_port))
-            .await
-            .with_context(|| format!("listening on {ip}:{tcp_port} for the tcp liveness check"))?;
-        let listener = tokio::spawn(async move {
-            loop {
-                match socket.accept().await {
-                    Ok((connection, _)) => drop(connection),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-                }
-            }
-        });
-        expect_start(&none_api, NONE_USER, &project, false).await?;
-
-        let redis = match redis_url {
-            Some(url) => Some(
-                redis::Client::open(url)?
-                    .get_multiplexed_async_connection()
-                    .await
-                    .context("the harness's Redis connection")?,
-            ),
-            None => None,
-        };
-        let mut bench = Bench {
-            store,
-            main,
-            tcp,
-            none,
-            main_api,
-            tcp_api,
-            none_api,
-            redis,
-            project,
-            listener,
-            samples: HashMap::new(),
-            calls_before: Default::default(),
-            calls_after: Default::default(),
-        };
-        // Each hit is a hit before anything is measured.
-        for op in [Op::HitInspect, Op::HitTcp, Op::HitNone] {
-            bench.step(op, false).await?;
-        }
-        Ok(bench)
-    }
-
-    /// Runs `op` once, checks its answer, and records its latency if
-    /// `record`. A cold start is followed by the stop of its session.
-    async fn step(&mut self, op: Op, record: bool) -> Result<()> {
-        let store = self.store.name();
-        let took = match op {
-            Op::Healthz => {
-                let t = Instant::now();
-                let answer = self.main_api.get("/healthz").await;
-                let took = t.elapsed();
-                ensure!(
-                    answer.status == 200 && answer.body["store"]["kind"] == store,
-                    "answered {} {}",
-                    answer.status,
-                    answer.body
-                );
-                took
-            }
-            Op::RedisGet => {
-                let mut connection = self
-                    .redis
-                    .clone()
-                    .ok_or_else(|| anyhow!("no Redis connection"))?;
-                let key = vessel::store::redis::session_key(HIT_USER);
-                let t = Instant::now();
-                let raw: Option<String> = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async(&mut connection)
-                    .await?;
-                let took = t.elapsed();
-                ensure!(raw.is_some(), "{key} is missing");
-                took
-            }
-            Op::StoreGet => {
-                let user = UserId::parse(HIT_USER)?;
-                let t = Instant::now();
-                let record = self.main.manager.store().get(&user).await?;
-                let took = t.elapsed();
-                ensure!(record.is_some(), "the session of {user} is missing");
-                took
-            }
-            Op::VmInspect => {
-                let vm_id = UserId::parse(HIT_USER)?.vm_id();
-                let t = Instant::now();
-                let info = self.main.manager.vm().inspect(&vm_id).await?;
-                let took = t.elapsed();
-                ensure!(
-                    info.is_some_and(|info| info.state == vessel::plugins::VmState::Running),
-                    "{vm_id} is not running"
-                );
-                took
-            }
-            Op::HitInspect | Op::HitTcp | Op::HitNone => {
-                let (api, user) = match op {
-                    Op::HitInspect => (&self.main_api, HIT_USER),
-                    Op::HitTcp => (&self.tcp_api, TCP_USER),
-                    _ => (&self.none_api, NONE_USER),
-                };
-                timed_start(api, user, &self.project, true).await?
-            }
-            Op::Heartbeat => {
-                let t = Instant::now();
-                let answer = self.main_api.heartbeat(HIT_USER).await;
-                let took = t.elapsed();
-                ensure!(
-                    answer.status == 200,
-                    "answered {} {}",
-                    answer.status,
-                    answer.body
-                );
-                took
-            }
-            Op::Status => {
-                let t = Instant::now();
-                let answer = self.main_api.status(HIT_USER).await;
-                let took = t.elapsed();
-                ensure!(
-                    answer.status == 200 && answer.body["status"] == "active",
-                    "answered {} {}",
-                    answer.status,
-                    answer.body
-                );
-                took
-            }
-            Op::ColdStart => {
-                let cold = timed_start(&self.main_api, COLD_USER, &self.project, false).await?;
-                let t = Instant::now();
-                let answer = self.main_api.stop(COLD_USER).await;
-                let stop = t.elapsed();
-                ensure!(
-                    answer.status == 200 && answer.body["stopped"] == true,
-                    "{} answered {} {}",
-                    Op::Stop.label(),
-                    answer.status,
-                    answer.body
-                );
-                if record {
-                    self.samples.entry(Op::Stop).or_default().push(stop);
-                }
-                cold
-            }
-            Op::Stop => bail!("a stop is measured with the cold start it follows"),
-        };
-        if record {
-            self.samples.entry(op).or_default().push(took);
+impl Worker for RedisWorker {
+    async fn call(&mut self) -> Result<()> {
+        if self.write {
+            let _: () = self.command.query_async(&mut self.connection).await?;
+        } else {
+            let value: Option<Vec<u8>> = self.command.query_async(&mut self.connection).await?;
+            ensure!(value.is_some(), "the value is missing");
         }
         Ok(())
     }
+}
 
-    /// The calls the mock plugins of the `inspect`, `tcp` and `none` hosts
-    /// have recorded.
-    fn call_counts(&self) -> [CallCounts; 3] {
-        [&self.main, &self.tcp, &self.none].map(|host| {
-            let mut counts = CallCounts::new();
-            for (role, state) in [("vm", host.vms()), ("proxy", host.routes())] {
-                for call in state.calls() {
-                    *counts.entry(format!("{role}:{}", call.op)).or_default() += 1;
-                }
-            }
-            counts
+/// The workers of a raw Redis row: one connection each, as the clients of
+/// `redis-benchmark -c N` have.
+async fn raw_workers(url: &str, row: &Planned) -> Result<Vec<RedisWorker>> {
+    let write = row.op == Op::RedisSet;
+    let mut workers = Vec::with_capacity(row.concurrency);
+    for i in 0..row.concurrency {
+        let mut command = redis::cmd(if write { "SET" } else { "GET" });
+        command.arg(raw_key(i));
+        if write {
+            command.arg(reaper::record(
+                &format!("raw-{i}"),
+                i,
+                mock_state::now_ms(),
+            )?);
+        }
+        workers.push(RedisWorker {
+            connection: redis_connection(url).await?,
+            command,
+            write,
+        });
+    }
+    Ok(workers)
+}
+
+/// The CPU's model name, as `/proc/cpuinfo` gives it.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|line| line.starts_with("model name"))
+                .and_then(|line| line.split_once(':'))
+                .map(|(_, model)| model.trim().to_string())
         })
-    }
-
-    /// How many calls of `ops` host `index` recorded while measuring (all
-    /// of its calls when `ops` is empty).
-    fn calls_made(&self, index: usize, ops: &[&str]) -> usize {
-        let count = |counts: &CallCounts| -> usize {
-            counts
-                .iter()
-                .filter(|(op, _)| ops.is_empty() || ops.contains(&op.as_str()))
-                .map(|(_, n)| n)
-                .sum()
-        };
-        count(&self.calls_after[index]).saturating_sub(count(&self.calls_before[index]))
-    }
-
-    fn result(&self) -> Result<StoreResult> {
-        let mut rows = Vec::new();
-        for op in Op::ALL.into_iter().filter(|op| op.applies_to(self.store)) {
-            let samples = self.samples.get(&op).cloned().unwrap_or_default();
-            let summary = samples
-                .summary()
-                .ok_or_else(|| anyhow!("{} was never measured", op.label()))?;
-            // The inspect calls of the `inspect` host are the hits' and
-            // the direct ones'.
-            let direct_inspects = self.samples.get(&Op::VmInspect).map_or(0, Samples::len);
-            let calls = match op {
-                Op::VmInspect => Some(direct_inspects),
-                Op::HitInspect => Some(
-                    self.calls_made(0, &["vm:inspect"])
-                        .saturating_sub(direct_inspects),
-                ),
-                Op::HitTcp => Some(self.calls_made(1, &[])),
-                Op::HitNone => Some(self.calls_made(2, &[])),
-                Op::ColdStart => {
-                    Some(self.calls_made(0, &["vm:create", "vm:copy-to", "proxy:add-route"]))
-                }
-                Op::Stop => Some(self.calls_made(0, &["vm:remove", "proxy:remove-route"])),
-                _ => None,
-            };
-            rows.push(Row {
-                op,
-                summary,
-                plugin_calls_per_op: calls.map(|n| n as f64 / samples.len() as f64),
-            });
-        }
-        Ok(StoreResult {
-            store: self.store,
-            rows,
-        })
-    }
-
-    /// Stops the three sessions, then the hosts and the listener.
-    async fn tear_down(self) -> Result<()> {
-        let mut outcome = Ok(());
-        for (api, user) in [
-            (&self.main_api, HIT_USER),
-            (&self.tcp_api, TCP_USER),
-            (&self.none_api, NONE_USER),
-        ] {
-            let answer = api.stop(user).await;
-            if answer.status != 200 && outcome.is_ok() {
-                outcome = Err(anyhow!(
-                    "stopping {user} answered {} {}",
-                    answer.status,
-                    answer.body
-                ));
-            }
-        }
-        self.listener.abort();
-        let _ = self.listener.await;
-        for host in [self.main, self.tcp, self.none] {
-            host.shutdown().await;
-        }
-        outcome
-    }
+        .unwrap_or_else(|| "unknown CPU".to_string())
 }
 
-/// `POST /start` for `user`, checked (200, and `reused` as expected):
-/// how long it took and the answer.
-async fn start_checked(
-    api: &Api,
-    user: &str,
-    project: &Path,
-    reused: bool,
-) -> Result<(Duration, Value)> {
-    let t = Instant::now();
-    let answer = api.start(user, project).await;
-    let took = t.elapsed();
-    ensure!(
-        answer.status == 200 && answer.body["reused"] == reused,
-        "POST /start of {user} answered {} {} (expected reused={reused})",
-        answer.status,
-        answer.body
-    );
-    Ok((took, answer.body))
+/// Today's date (UTC) as `YYYY-MM-DD`.
+fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
-async fn expect_start(api: &Api, user: &str, project: &Path, reused: bool) -> Result<Value> {
-    Ok(start_checked(api, user, project, reused).await?.1)
-}
-
-async fn timed_start(api: &Api, user: &str, project: &Path, reused: bool) -> Result<Duration> {
-    Ok(start_checked(api, user, project, reused).await?.0)
+/// The proleptic Gregorian date of `days` since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 #[cfg(test)]
@@ -670,22 +684,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn spread_picks_exactly_count_rounds_evenly() {
-        for (rounds, count) in [(300, 40), (5, 5), (5, 2), (7, 1), (10, 0)] {
-            let picked: Vec<usize> = (0..rounds).filter(|&r| spread(r, rounds, count)).collect();
-            assert_eq!(picked.len(), count, "{rounds} rounds, {count}");
-        }
-        let picked: Vec<usize> = (0..10).filter(|&r| spread(r, 10, 2)).collect();
-        assert_eq!(picked, vec![4, 9]);
+    fn dates_are_counted_from_the_epoch() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(59), (1970, 3, 1));
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
     }
 
     #[test]
-    fn the_shuffle_keeps_every_item() {
-        let mut rng = XorShift(42);
-        let mut items: Vec<u32> = (0..20).collect();
-        rng.shuffle(&mut items);
-        let mut sorted = items.clone();
-        sorted.sort();
-        assert_eq!(sorted, (0..20).collect::<Vec<_>>());
+    fn only_selects_rows_by_id_family_store_and_concurrency() {
+        let mut options = Options::default();
+        let all = plan(&options);
+        // Two stores × (5 ops × 3 levels + cold × 2 levels), raw Redis
+        // GET and SET × 3 levels, and the 3 plugin rows.
+        assert_eq!(all.len(), 2 * (5 * 3 + 2) + 2 * 3 + 3);
+        assert_eq!(plan_reaper(&options), vec![100_000, 1_000_000]);
+
+        options.only = vec!["embedded+heartbeat".into(), "plugin".into()];
+        let some = plan(&options);
+        assert_eq!(some.len(), 3 + 3, "{some:?}");
+        assert!(plan_reaper(&options).is_empty());
+
+        options.only = vec!["hit+c32".into(), "reaper+100000".into()];
+        let hits = plan(&options);
+        assert_eq!(hits.len(), 2 * 3, "{hits:?}");
+        assert!(
+            hits.iter()
+                .all(|row| row.op.family() == "hit" && row.concurrency == 32)
+        );
+        assert_eq!(plan_reaper(&options), vec![100_000]);
+
+        options.only = vec!["raw".into()];
+        options.stores = vec![StoreKind::Embedded];
+        assert!(plan(&options).is_empty());
+        assert!(
+            plan_reaper(&options).is_empty(),
+            "the Reaper rows are Redis's"
+        );
     }
 }

@@ -684,6 +684,12 @@ pub fn mock_vm_table(settings: &str) -> String {
     format!("\n[plugins.vm]\n{settings}\n")
 }
 
+/// As [`mock_vm_table`], with the liveness check `liveness` (`inspect`,
+/// `tcp` or `none`).
+pub fn mock_vm_table_with_liveness(liveness: &str, settings: &str) -> String {
+    format!("\n[plugins.vm]\nliveness = \"{liveness}\"\n{settings}\n")
+}
+
 /// Whether process `pid` exists and has not exited (a zombie has: it stays
 /// in the process table until it is waited for).
 pub fn process_is_running(pid: u32) -> bool {
@@ -725,12 +731,24 @@ impl HostProcess {
     /// Writes `config_toml` to `dir/vessel.toml` and runs `vessel serve`
     /// with it, logging to `dir/<log_name>`; waits until `/healthz` answers.
     pub async fn start(dir: &Path, config_toml: &str, port: u16, log_name: &str) -> HostProcess {
+        HostProcess::start_binary(&vessel_binary(), dir, config_toml, port, log_name).await
+    }
+
+    /// As [`HostProcess::start`], running the `vessel` binary at `binary`
+    /// (e.g. a release build).
+    pub async fn start_binary(
+        binary: &Path,
+        dir: &Path,
+        config_toml: &str,
+        port: u16,
+        log_name: &str,
+    ) -> HostProcess {
         let config_path = dir.join("vessel.toml");
         std::fs::write(&config_path, config_toml).expect("write the config");
         let log = dir.join(log_name);
         let out = std::fs::File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        let child = Command::new(vessel_binary())
+        let child = Command::new(binary)
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
