@@ -10,8 +10,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::handlers;
 use super::model::{
-    ErrorDetail, ErrorResponse, Health, HealthState, SessionState, SessionView, StartRequest,
-    StartResponse, StopResponse, StopState, StoreHealth, UserRequest, VmHealth,
+    ErrorDetail, ErrorResponse, Health, HealthState, InvalidSession, SessionList, SessionState,
+    SessionView, StartRequest, StartResponse, StopResponse, StopState, StoreHealth, UserRequest,
+    VmHealth,
 };
 
 /// The document's description of the API as a whole.
@@ -29,6 +30,8 @@ use super::model::{
         handlers::stop,
         handlers::heartbeat,
         handlers::status,
+        handlers::list_sessions,
+        handlers::extend,
         handlers::healthz,
         handlers::metrics,
         handlers::openapi,
@@ -38,6 +41,8 @@ use super::model::{
         UserRequest,
         SessionState,
         SessionView,
+        SessionList,
+        InvalidSession,
         StartResponse,
         VmHealth,
         StopState,
@@ -122,6 +127,8 @@ mod tests {
             "/stop",
             "/heartbeat",
             "/status/{userId}",
+            "/sessions",
+            "/sessions/{userId}/extend",
             "/healthz",
             "/metrics",
             "/openapi.json",
