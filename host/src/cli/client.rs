@@ -147,14 +147,19 @@ impl ApiClient {
 }
 
 fn unreachable(url: &str, error: &reqwest::Error) -> ClientError {
-    // reqwest's own message names only the outermost layer ("error sending
-    // request"); the cause says what happened (refused, timed out).
-    let mut reason = error.to_string();
+    // reqwest's own message names only the outermost layer and repeats the
+    // URL; its causes say what happened (refused, timed out).
+    let mut causes = Vec::new();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        reason = format!("{reason}: {cause}");
+        causes.push(cause.to_string());
         source = cause.source();
     }
+    let reason = if causes.is_empty() {
+        error.to_string()
+    } else {
+        causes.join(": ")
+    };
     ClientError::Unreachable {
         url: url.to_string(),
         reason,

@@ -247,6 +247,146 @@ fn unhex(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::UserId;
+    use crate::store::{Capacity, HeartbeatOutcome, InsertOutcome, InvalidRecord, StopClaim};
+
+    /// A store whose scan answers fixed batches, whatever size is asked for
+    /// and in no particular order (as Redis `SCAN` may): `batches[i]` is
+    /// the batch at cursor `i`.
+    struct FixedBatches {
+        batches: Vec<Vec<(&'static str, SessionStatus)>>,
+    }
+
+    fn record(user: &str, status: SessionStatus) -> SessionRecord {
+        SessionRecord {
+            user_id: user.to_string(),
+            vm_id: format!("vessel-{user}"),
+            ip: None,
+            url: None,
+            last_heartbeat: 0,
+            status,
+            created_at: 0,
+            updated_at: 0,
+            owner: String::new(),
+            start_step: None,
+            project_path: None,
+            started_by: None,
+            extra: serde_json::Map::new(),
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl SessionStore for FixedBatches {
+        async fn scan(&self, cursor: Option<&str>, _: usize) -> Result<ScanPage, StoreError> {
+            let index: usize = cursor.map_or(0, |c| c.parse().unwrap());
+            let mut page = ScanPage::default();
+            for &(user, status) in &self.batches[index] {
+                if user.starts_with('!') {
+                    page.invalid.push(InvalidRecord {
+                        key: user.to_string(),
+                        reason: "bad".into(),
+                    });
+                } else {
+                    page.records.push(record(user, status));
+                }
+            }
+            page.next = (index + 1 < self.batches.len()).then(|| (index + 1).to_string());
+            Ok(page)
+        }
+        fn kind(&self) -> &'static str {
+            "redis"
+        }
+        async fn get(&self, _: &UserId) -> Result<Option<SessionRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn insert_new(
+            &self,
+            _: &SessionRecord,
+            _: Capacity,
+        ) -> Result<InsertOutcome, StoreError> {
+            unreachable!()
+        }
+        async fn replace_owned(&self, _: &SessionRecord, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn delete_owned(&self, _: &UserId, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn heartbeat(&self, _: &UserId, _: u64) -> Result<HeartbeatOutcome, StoreError> {
+            unreachable!()
+        }
+        async fn renew_lease(&self, _: &UserId, _: &str, _: u64) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn try_lock(&self, _: &str, _: &str, _: u64) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn unlock(&self, _: &str, _: &str) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn claim_stop(
+            &self,
+            _: &UserId,
+            _: &StopClaim,
+        ) -> Result<Option<SessionRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            unreachable!()
+        }
+    }
+
+    /// Every entry a listing with `limit` and `status` shows, page by page
+    /// through encoded cursors; each page at most `limit` long.
+    async fn visit(
+        store: &FixedBatches,
+        status: Option<SessionStatus>,
+        limit: usize,
+    ) -> Vec<String> {
+        let mut seen = Vec::new();
+        let mut cursor = Cursor::default();
+        for _ in 0..100 {
+            let page = list(store, status, limit, cursor).await.unwrap();
+            assert!(page.sessions.len() + page.invalid.len() <= limit);
+            seen.extend(page.sessions.iter().map(|r| r.user_id.clone()));
+            seen.extend(page.invalid.iter().map(|i| format!("!{}", i.user_id)));
+            match page.next {
+                Some(next) => cursor = Cursor::decode(&next.encode(), "redis").unwrap(),
+                None => return seen,
+            }
+        }
+        panic!("no end");
+    }
+
+    #[tokio::test]
+    async fn pages_stay_within_their_limit_and_show_each_entry_once_whatever_the_batches() {
+        use SessionStatus::{Active, Starting};
+        let store = FixedBatches {
+            batches: vec![
+                vec![
+                    ("carol", Active),
+                    ("alice", Starting),
+                    ("!broken", Active),
+                    ("bob", Active),
+                ],
+                vec![],
+                vec![("erin", Starting), ("dave", Active)],
+            ],
+        };
+        let everyone = ["!!broken", "alice", "bob", "carol", "dave", "erin"];
+        for limit in [1, 2, 3, 5, 1000] {
+            let mut seen = visit(&store, None, limit).await;
+            seen.sort();
+            assert_eq!(seen, everyone, "limit {limit}");
+            let mut active = visit(&store, Some(Active), limit).await;
+            active.sort();
+            assert_eq!(
+                active,
+                ["!!broken", "bob", "carol", "dave"],
+                "limit {limit}"
+            );
+        }
+    }
 
     #[test]
     fn a_cursor_survives_its_round_trip() {
