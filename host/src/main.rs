@@ -3,10 +3,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 use vessel::app::App;
 use vessel::auth::Scope;
+use vessel::cli::commands::{self, Format};
+use vessel::cli::{ApiClient, target};
 use vessel::config::Config;
 
 /// Vessel: per-user development microVMs behind one API.
@@ -63,6 +65,113 @@ enum Command {
         #[arg(long, default_value = "1h", value_parser = humantime_serde::re::humantime::parse_duration)]
         ttl: std::time::Duration,
     },
+    /// Asks a running host how it is: its store, and its sessions counted
+    /// by status.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists, shows, extends and stops sessions on a running host (an
+    /// operator token is needed when the host checks tokens).
+    Sessions {
+        #[command(flatten)]
+        target: Target,
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+/// Which host the operator subcommands ask, and with which token.
+#[derive(Args)]
+struct Target {
+    /// The host's API, e.g. `http://127.0.0.1:8080` (or `VESSEL_URL`);
+    /// without either, the address the configuration listens on.
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// The bearer token (better: `--token-file`, or `VESSEL_TOKEN`, which
+    /// other users cannot see in the process list).
+    #[arg(long, global = true, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// A file whose first line is the bearer token.
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// The host's TOML configuration, read for its `listen` address when
+    /// no URL is given.
+    #[arg(long, short, global = true, env = "VESSEL_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// `vessel sessions ...`.
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Every session, as a table.
+    List {
+        /// Only sessions with this status.
+        #[arg(long, value_parser = ["active", "starting", "stopping"])]
+        status: Option<String>,
+        /// Show at most this many sessions.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        limit: Option<u32>,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One user's session.
+    Show {
+        /// The user.
+        user: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stops a user's session.
+    Stop {
+        /// The user.
+        user: String,
+        /// Print the API's JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Keeps a user's session alive: its last heartbeat becomes now.
+    Extend {
+        /// The user.
+        user: String,
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Target {
+    /// A client for the host this names. The token comes from `--token`,
+    /// `--token-file` or `VESSEL_TOKEN`, and never appears in output.
+    fn client(self) -> anyhow::Result<ApiClient> {
+        let env = |name: &str| std::env::var(name).ok();
+        let config = self.config;
+        let url = target::resolve_url(self.url, env("VESSEL_URL"), || -> anyhow::Result<_> {
+            let config = Config::load(config.as_deref(), env).context(
+                "no --url or VESSEL_URL, and the configuration (for its listen address) \
+                 cannot be loaded",
+            )?;
+            Ok(config.listen)
+        })?;
+        let token =
+            target::resolve_token(self.token, self.token_file.as_deref(), env("VESSEL_TOKEN"))?;
+        Ok(ApiClient::new(&url, token))
+    }
+}
+
+fn format_of(json: bool) -> Format {
+    if json { Format::Json } else { Format::Human }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 /// Writes `text` to standard output. A reader that has gone away (`vessel
@@ -199,6 +308,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let token = vessel::auth::token::mint(&key, &subject, scope, ttl)?;
             print_out(&format!("{token}\n"))?;
+        }
+        Command::Status { target, json } => {
+            let client = target.client()?;
+            print_out(&commands::status(&client, format_of(json)).await?)?;
+        }
+        Command::Sessions { target, command } => {
+            let client = target.client()?;
+            let text = match command {
+                SessionsCommand::List {
+                    status,
+                    limit,
+                    json,
+                } => {
+                    let limit = limit.map(|limit| limit as usize);
+                    commands::list(&client, status.as_deref(), limit, format_of(json), now_ms())
+                        .await?
+                }
+                SessionsCommand::Show { user, json } => {
+                    commands::show(&client, &user, format_of(json), now_ms()).await?
+                }
+                SessionsCommand::Stop { user, json } => {
+                    commands::stop(&client, &user, format_of(json)).await?
+                }
+                SessionsCommand::Extend { user, json } => {
+                    commands::extend(&client, &user, format_of(json), now_ms()).await?
+                }
+            };
+            print_out(&text)?;
         }
     }
     Ok(())

@@ -73,3 +73,13 @@ pub fn authorize(caller: &Caller, user: &UserId) -> Result<(), ApiError> {
         .into())
     }
 }
+
+/// Checks that `caller` may use the operators' endpoints (`/sessions`): 403
+/// for a user token. With authentication off, anyone may.
+pub fn require_operator(caller: &Caller, what: &str) -> Result<(), ApiError> {
+    if caller.is_operator() {
+        Ok(())
+    } else {
+        Err(AuthError::Forbidden(format!("{what} needs an operator token")).into())
+    }
+}

@@ -2,24 +2,26 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
 use super::ApiState;
-use super::auth::{ClientAddr, authorize};
+use super::auth::{ClientAddr, authorize, require_operator};
 use super::error::ApiError;
 use super::model::{
-    ErrorResponse, Health, HealthState, SessionView, StartAccepted, StartRequest, StartResponse,
-    StopResponse, StopState, StoreHealth, UserRequest,
+    ErrorResponse, Health, HealthState, InvalidSession, ListQuery, SessionList, SessionView,
+    StartAccepted, StartRequest, StartResponse, StopResponse, StopState, StoreHealth, UserRequest,
 };
 use super::rate::Exceeded;
 use crate::auth::Caller;
 use crate::ids::UserId;
 use crate::metrics::{Format, StartResult};
+use crate::session::listing::{self, Cursor};
 use crate::session::{SessionManager, Stopped};
+use crate::store::SessionStatus;
 
 type Manager = State<Arc<SessionManager>>;
 
@@ -277,6 +279,144 @@ pub async fn status(
     authorize(&caller, &user)?;
     let record = manager.status(&user).await?;
     Ok(Json(SessionView::of(&user, record)))
+}
+
+/// The most entries one `GET /sessions` page may hold.
+pub const MAX_LIST_LIMIT: usize = listing::MAX_LIMIT;
+
+/// The entries a `GET /sessions` page holds when the caller names no limit.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+
+/// Every session, a page at a time, optionally only those with one status;
+/// operators only.
+///
+/// Follow `nextCursor` until it is `null` to see every session once. The
+/// store is read in batches without blocking it, so sessions started or
+/// stopped during the listing may or may not appear.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    params(
+        ("status" = Option<String>, Query, description = "Only sessions with this status: active, starting or stopping"),
+        ("limit" = Option<u32>, Query, description = "The most entries in the page, 1 to 1000; 100 by default", minimum = 1, maximum = 1000),
+        ("cursor" = Option<String>, Query, description = "The previous page's nextCursor; none for the first page"),
+    ),
+    responses(
+        (status = 200, description = "One page of sessions", body = SessionList),
+        (status = 400, description = "A bad status, limit or cursor, or an unknown parameter", body = ErrorResponse),
+        (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
+        (status = 403, description = "Not an operator token", body = ErrorResponse),
+        (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
+        (status = 500, description = "A store failure", body = ErrorResponse),
+        (status = 503, description = "The store is unreachable, or the host is shutting down", body = ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_sessions(
+    State(manager): Manager,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<SessionList>, ApiError> {
+    require_operator(&caller, "listing sessions")?;
+    let Query(query) = query.map_err(|rejection| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            rejection.body_text(),
+        )
+    })?;
+    let status = query.status.as_deref().map(parse_status).transpose()?;
+    let limit = query.limit.as_deref().map(parse_limit).transpose()?;
+    let store = manager.store();
+    let cursor = match query.cursor.as_deref() {
+        Some(text) => Cursor::decode(text, store.kind()).map_err(|error| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", error.to_string())
+        })?,
+        None => Cursor::default(),
+    };
+    let page = listing::list(
+        store.as_ref(),
+        status,
+        limit.unwrap_or(DEFAULT_LIST_LIMIT),
+        cursor,
+    )
+    .await?;
+    let sessions = page
+        .sessions
+        .into_iter()
+        .map(SessionView::of_record)
+        .collect();
+    Ok(Json(SessionList {
+        sessions,
+        next_cursor: page.next.map(|cursor| cursor.encode()),
+        invalid: page
+            .invalid
+            .into_iter()
+            .map(|entry| InvalidSession {
+                user_id: entry.user_id,
+                error: entry.error,
+            })
+            .collect(),
+    }))
+}
+
+/// The status filter of `GET /sessions`.
+fn parse_status(text: &str) -> Result<SessionStatus, ApiError> {
+    match text {
+        "active" => Ok(SessionStatus::Active),
+        "starting" => Ok(SessionStatus::Starting),
+        "stopping" => Ok(SessionStatus::Stopping),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_status",
+            "status must be active, starting or stopping",
+        )),
+    }
+}
+
+/// The page size of `GET /sessions`: 1 to [`MAX_LIST_LIMIT`].
+fn parse_limit(text: &str) -> Result<usize, ApiError> {
+    match text.parse::<usize>() {
+        Ok(limit) if (1..=MAX_LIST_LIMIT).contains(&limit) => Ok(limit),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+            format!("limit must be a whole number from 1 to {MAX_LIST_LIMIT}"),
+        )),
+    }
+}
+
+/// Keeps any user's session alive on the user's behalf: sets its
+/// `lastHeartbeat` to now, as `POST /heartbeat` does; operators only.
+#[utoipa::path(
+    post,
+    path = "/sessions/{userId}/extend",
+    tag = "sessions",
+    params(("userId" = String, Path, description = "The user", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")),
+    responses(
+        (status = 200, description = "The session, with its new lastHeartbeat", body = SessionView),
+        (status = 400, description = "Bad user id", body = ErrorResponse),
+        (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
+        (status = 403, description = "Not an operator token", body = ErrorResponse),
+        (status = 404, description = "The user has no session (or it is being stopped)", body = ErrorResponse),
+        (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
+        (status = 409, description = "The session is still starting", body = ErrorResponse),
+        (status = 500, description = "A corrupt record or a store failure", body = ErrorResponse),
+        (status = 503, description = "The store is unreachable, or the host is shutting down", body = ErrorResponse),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn extend(
+    State(manager): Manager,
+    Extension(caller): Extension<Caller>,
+    user_id: Result<Path<String>, PathRejection>,
+) -> Result<Json<SessionView>, ApiError> {
+    require_operator(&caller, "extending another user's session")?;
+    let Path(user_id) = user_id?;
+    let user = UserId::parse(&user_id)?;
+    let record = manager.heartbeat(&user).await?;
+    Ok(Json(SessionView::of(&user, Some(record))))
 }
 
 /// Whether the host and its store answer; needs no token.

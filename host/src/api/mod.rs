@@ -6,6 +6,8 @@
 //! | POST | `/stop` | `{userId}` | `{userId, status, stopped}` |
 //! | POST | `/heartbeat` | `{userId}` | the session |
 //! | GET | `/status/{userId}` | | the session or status `none` |
+//! | GET | `/sessions?status=&limit=&cursor=` | | a page of sessions (operators) |
+//! | POST | `/sessions/{userId}/extend` | | the session (operators) |
 //! | GET | `/healthz` | | store health |
 //! | GET | `/metrics` | | metrics, Prometheus or OpenMetrics text format |
 //! | GET | `/openapi.json` | | this API as an OpenAPI 3.1 document |
@@ -84,6 +86,8 @@ pub fn router(state: ApiState, config: &Config) -> Router {
         .route("/heartbeat", post(handlers::heartbeat))
         .route("/status/{userId}", get(handlers::status))
         .route("/sessions/{userId}/events", get(events::events))
+        .route("/sessions", get(handlers::list_sessions))
+        .route("/sessions/{userId}/extend", post(handlers::extend))
         .route("/healthz", get(handlers::healthz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
@@ -174,7 +178,9 @@ fn endpoint_of(path: &str) -> &'static str {
         "/heartbeat" => "heartbeat",
         "/healthz" => "healthz",
         "/metrics" => "metrics",
+        "/sessions" => "sessions",
         _ if path.starts_with("/status/") => "status",
+        _ if path.starts_with("/sessions/") && path.ends_with("/extend") => "extend",
         _ => "other",
     }
 }

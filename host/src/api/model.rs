@@ -100,16 +100,24 @@ pub struct SessionView {
 }
 
 impl SessionView {
+    /// The view of a stored `record`, named by the user it holds.
+    pub fn of_record(record: SessionRecord) -> SessionView {
+        SessionView {
+            user_id: record.user_id,
+            status: record.status.into(),
+            vm_id: Some(record.vm_id),
+            ip: record.ip,
+            url: record.url,
+            last_heartbeat: Some(record.last_heartbeat),
+        }
+    }
+
     /// The view of `user`'s `record`, or of no session.
     pub fn of(user: &UserId, record: Option<SessionRecord>) -> SessionView {
         match record {
             Some(record) => SessionView {
                 user_id: user.to_string(),
-                status: record.status.into(),
-                vm_id: Some(record.vm_id),
-                ip: record.ip,
-                url: record.url,
-                last_heartbeat: Some(record.last_heartbeat),
+                ..SessionView::of_record(record)
             },
             None => SessionView {
                 user_id: user.to_string(),
@@ -121,6 +129,44 @@ impl SessionView {
             },
         }
     }
+}
+
+/// `GET /sessions` query. Every field is read as text and checked by the
+/// handler, so that a bad value is named in the one error shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// `active`, `starting` or `stopping`; none: every session.
+    pub status: Option<String>,
+    /// The most entries in the page: 1 to 1000, 100 by default.
+    pub limit: Option<String>,
+    /// A `nextCursor` from the previous page; none: the first page.
+    pub cursor: Option<String>,
+}
+
+/// A stored entry `GET /sessions` could not read as a session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidSession {
+    /// The user its key names.
+    pub user_id: String,
+    /// What is wrong with it.
+    pub error: String,
+}
+
+/// `GET /sessions` answer: one page of sessions.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionList {
+    /// The sessions of this page (as `GET /status` shows them).
+    pub sessions: Vec<SessionView>,
+    /// Where the next page starts (pass it as `cursor`); `null` when the
+    /// listing is complete. A page may hold fewer than `limit` entries, even
+    /// none, and still have a next one.
+    pub next_cursor: Option<String>,
+    /// Stored entries that could not be read, whatever the filter; they
+    /// count toward `limit`.
+    pub invalid: Vec<InvalidSession>,
 }
 
 /// `POST /start` answer: the session, whether it was already running, and

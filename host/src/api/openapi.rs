@@ -9,8 +9,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model::{
-    ErrorDetail, ErrorResponse, Health, HealthState, SessionState, SessionView, StartAccepted,
-    StartRequest, StartResponse, StopResponse, StopState, StoreHealth, UserRequest, VmHealth,
+    ErrorDetail, ErrorResponse, Health, HealthState, InvalidSession, SessionList, SessionState,
+    SessionView, StartAccepted, StartRequest, StartResponse, StopResponse, StopState, StoreHealth,
+    UserRequest, VmHealth,
 };
 use super::{events, handlers};
 
@@ -30,6 +31,8 @@ use super::{events, handlers};
         handlers::heartbeat,
         handlers::status,
         events::events,
+        handlers::list_sessions,
+        handlers::extend,
         handlers::healthz,
         handlers::metrics,
         handlers::openapi,
@@ -39,6 +42,8 @@ use super::{events, handlers};
         UserRequest,
         SessionState,
         SessionView,
+        SessionList,
+        InvalidSession,
         StartResponse,
         StartAccepted,
         VmHealth,
@@ -124,6 +129,8 @@ mod tests {
             "/stop",
             "/heartbeat",
             "/status/{userId}",
+            "/sessions",
+            "/sessions/{userId}/extend",
             "/healthz",
             "/metrics",
             "/openapi.json",

@@ -2,9 +2,11 @@
 //!
 //! - [`manager`] — start, stop, heartbeat, status, and the Reaper's stop.
 //! - [`project`] — validation of project paths.
+//! - [`listing`] — operators' paged listing of every session.
 //! - [`error`] — [`SessionError`].
 
 pub mod error;
+pub mod listing;
 pub mod liveness;
 pub mod manager;
 pub mod project;
