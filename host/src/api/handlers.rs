@@ -35,7 +35,7 @@ type Manager = State<Arc<SessionManager>>;
     request_body = StartRequest,
     responses(
         (status = 200, description = "The session, running", body = StartResponse),
-        (status = 400, description = "Malformed body, bad user id, or a project path that is unusable or outside the roots (or holds unsafe entries the operator refuses); nothing changed", body = ErrorResponse),
+        (status = 400, description = "Malformed body, bad user id, idleTimeout or maxAge over the operator's maximum (session.max_idle_timeout, session.max_age), or a project path that is unusable or outside the roots (or holds unsafe entries the operator refuses); nothing changed", body = ErrorResponse),
         (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
         (status = 403, description = "A user token for another user", body = ErrorResponse),
         (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
@@ -76,10 +76,16 @@ pub async fn start(
     let starter = caller.starter_key();
     let started = state
         .manager
-        .start(&user, &request.project_path, starter.as_deref())
+        .start(
+            &user,
+            &request.project_path,
+            starter.as_deref(),
+            request.requested(),
+        )
         .await?;
+    let limits = &state.manager.settings().policy;
     Ok(Json(StartResponse {
-        session: SessionView::of(&user, Some(started.record)),
+        session: SessionView::of(&user, Some(started.record), limits),
         reused: started.reused,
         health: started.health,
     }))
@@ -160,17 +166,19 @@ pub async fn heartbeat(
     let user = UserId::parse(&request.user_id)?;
     authorize(&caller, &user)?;
     let record = manager.heartbeat(&user).await?;
-    Ok(Json(SessionView::of(&user, Some(record))))
+    let limits = &manager.settings().policy;
+    Ok(Json(SessionView::of(&user, Some(record), limits)))
 }
 
-/// The user's session, or status `none`.
+/// The user's session, or status `none`; a session that stopped within
+/// `session.tombstone_retention` is explained (`lastSession`, `message`).
 #[utoipa::path(
     get,
     path = "/status/{userId}",
     tag = "sessions",
     params(("userId" = String, Path, description = "The user", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")),
     responses(
-        (status = 200, description = "The session, or status none", body = SessionView),
+        (status = 200, description = "The session, or status none (with lastSession and message if it stopped recently)", body = SessionView),
         (status = 400, description = "Bad user id", body = ErrorResponse),
         (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
         (status = 403, description = "A user token for another user", body = ErrorResponse),
@@ -188,8 +196,16 @@ pub async fn status(
     let Path(user_id) = user_id?;
     let user = UserId::parse(&user_id)?;
     authorize(&caller, &user)?;
-    let record = manager.status(&user).await?;
-    Ok(Json(SessionView::of(&user, record)))
+    let limits = &manager.settings().policy;
+    if let Some(record) = manager.status(&user).await? {
+        return Ok(Json(SessionView::of(&user, Some(record), limits)));
+    }
+    // Only the user's own tombstone: it is read by the key of the user the
+    // caller was authorized for, and one naming another user is ignored.
+    Ok(Json(match manager.tombstone(&user).await? {
+        Some(tombstone) => SessionView::stopped(&user, tombstone),
+        None => SessionView::of(&user, None, limits),
+    }))
 }
 
 /// Whether the host and its store answer; needs no token.

@@ -10,8 +10,9 @@ use utoipa::{Modify, OpenApi};
 
 use super::handlers;
 use super::model::{
-    ErrorDetail, ErrorResponse, Health, HealthState, SessionState, SessionView, StartRequest,
-    StartResponse, StopResponse, StopState, StoreHealth, UserRequest, VmHealth,
+    ErrorDetail, ErrorResponse, Health, HealthState, PolicyLimit, PolicyView, SessionState,
+    SessionView, StartRequest, StartResponse, StopResponse, StopState, StoppedView, StoreHealth,
+    UserRequest, VmHealth,
 };
 
 /// The document's description of the API as a whole.
@@ -38,6 +39,9 @@ use super::model::{
         UserRequest,
         SessionState,
         SessionView,
+        PolicyView,
+        PolicyLimit,
+        StoppedView,
         StartResponse,
         VmHealth,
         StopState,
