@@ -70,6 +70,15 @@ async fn a_start_sets_its_own_idle_timeout(redis: Option<&RedisServer>) {
         json!({"idleTimeoutMs": 5 * MINUTE, "maxAgeMs": null, "decidedBy": "idle"})
     );
     assert_eq!(api.status("long").await.body["expiresAt"], T0 + 30 * MINUTE);
+    // A start that finds the session running keeps its policy.
+    let hit = api
+        .post(
+            "/start",
+            json!({"userId": "short", "projectPath": project, "idleTimeout": 60 * MINUTE}),
+        )
+        .await;
+    assert_eq!(hit.body["reused"], true, "{:?}", hit.body);
+    assert_eq!(hit.body["policy"]["idleTimeoutMs"], 5 * MINUTE);
 
     clock.advance(2 * MINUTE);
     let beat = api.heartbeat("short").await.body;

@@ -232,9 +232,7 @@ impl Reaper {
         let policy = &self.manager.settings().policy;
         match record.status {
             SessionStatus::Active => {
-                let aged = policy
-                    .max_age_ms(record)
-                    .is_some_and(|age| now.saturating_sub(record.created_at) > age);
+                let aged = policy.aged_out(record, now);
                 let idle_ms = policy.idle_timeout_ms(record);
                 if aged {
                     Some(Reason::MaxAge)

@@ -117,12 +117,26 @@ impl PolicyLimits {
         }
     }
 
+    /// Since when `record`'s age counts: its `createdAt`, or its last
+    /// heartbeat if that is earlier (a session starts before it beats, so
+    /// only a hand edit puts `createdAt` later; then a session that keeps
+    /// beating still meets its maximum age).
+    pub fn started_at(record: &SessionRecord) -> u64 {
+        record.created_at.min(record.last_heartbeat)
+    }
+
+    /// Whether `record`'s session is older than its maximum age at `now`.
+    pub fn aged_out(&self, record: &SessionRecord, now: u64) -> bool {
+        self.max_age_ms(record)
+            .is_some_and(|age| now.saturating_sub(PolicyLimits::started_at(record)) > age)
+    }
+
     /// When the Reaper stops `record`'s session if nothing changes, and why.
     pub fn deadline(&self, record: &SessionRecord) -> Deadline {
         let idle_timeout_ms = self.idle_timeout_ms(record);
         let max_age_ms = self.max_age_ms(record);
         let idle_at = record.last_heartbeat.saturating_add(idle_timeout_ms);
-        let age_at = max_age_ms.map(|age| record.created_at.saturating_add(age));
+        let age_at = max_age_ms.map(|age| PolicyLimits::started_at(record).saturating_add(age));
         let (expires_at, decided_by) = match age_at {
             Some(age_at) if age_at <= idle_at => (age_at, DecidedBy::MaxAge),
             _ => (idle_at, DecidedBy::Idle),
@@ -180,6 +194,15 @@ mod tests {
         assert_eq!(deadline.idle_timeout_ms, 10_000);
         assert_eq!(deadline.max_age_ms, Some(50_000));
         assert_eq!(deadline.expires_at, 110_000);
+    }
+
+    #[test]
+    fn a_created_at_in_the_future_does_not_escape_the_cap() {
+        let mut future = record(None, None);
+        future.created_at = u64::MAX;
+        assert!(limits().aged_out(&future, 150_001));
+        assert!(!limits().aged_out(&future, 150_000));
+        assert_eq!(limits().deadline(&future).max_age_ms, Some(50_000));
     }
 
     #[test]
