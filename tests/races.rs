@@ -17,8 +17,11 @@ use tokio::sync::Barrier;
 use vessel::ids::UserId;
 use vessel::reaper::Reaper;
 use vessel::session::SessionError;
-use vessel::store::{SessionRecord, SessionStatus, StopCondition};
+use vessel::store::{SessionRecord, SessionStatus, StopCause, StopCondition, StopReason, Stopper};
 use vessel_tests::{RedisServer, TestHost, project_dir, test_config};
+
+/// What the Reaper's idle stop says in the tombstone.
+const IDLE: StopCause = StopCause::new(Stopper::Reaper, StopReason::Idle);
 
 /// How long without a heartbeat makes a session idle, in these tests.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -272,7 +275,7 @@ async fn heartbeat_races_claim(redis: Option<&RedisServer>) {
                     tokio::task::yield_now().await;
                 }
                 manager
-                    .stop_if(&user, StopCondition::IdleBefore(cutoff))
+                    .stop_if(&user, StopCondition::IdleBefore(cutoff), IDLE)
                     .await
                     .map_err(|e| format!("{e:?}"))
             })
@@ -415,7 +418,7 @@ async fn each_order_alone(redis: Option<&RedisServer>) {
     assert!(matches!(beat, Beat::Alive(at) if at >= cutoff), "{beat:?}");
     let claim = host
         .manager
-        .stop_if(early, StopCondition::IdleBefore(cutoff))
+        .stop_if(early, StopCondition::IdleBefore(cutoff), IDLE)
         .await
         .map_err(|e| format!("{e:?}"));
     assert!(matches!(claim, Ok(None)), "{claim:?}");
@@ -429,7 +432,7 @@ async fn each_order_alone(redis: Option<&RedisServer>) {
     // Claim first: the session is fully stopped, the heartbeat finds none.
     let claim = host
         .manager
-        .stop_if(late, StopCondition::IdleBefore(cutoff))
+        .stop_if(late, StopCondition::IdleBefore(cutoff), IDLE)
         .await
         .map_err(|e| format!("{e:?}"));
     assert!(matches!(claim, Ok(Some(_))), "{claim:?}");

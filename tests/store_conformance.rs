@@ -50,6 +50,7 @@ conformance!(
     scan_sees_every_session_once,
     leases_are_renewed_by_their_holder_only,
     locks_have_one_holder_until_they_expire,
+    tombstones_are_per_user_and_expire,
 );
 
 /// Records an operator wrote or edited by hand in Redis are read, and the

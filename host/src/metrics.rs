@@ -111,7 +111,27 @@ label_values! {
         ReaperIdle => "reaper_idle",
         /// The Reaper, because the session was stuck starting or stopping.
         ReaperStuck => "reaper_stuck",
+        /// The Reaper, because the session was older than its maximum age.
+        ReaperMaxAge => "reaper_max_age",
     }
+}
+
+label_values! {
+    /// Why a Reaper in `dry_run` would have stopped a session
+    /// (`vessel_reaper_would_stop_total{reason}`).
+    WouldStop {
+        /// No heartbeat for longer than its idle timeout.
+        Idle => "idle",
+        /// Older than its maximum age.
+        MaxAge => "max_age",
+        /// Stuck starting or stopping past its lease.
+        Stuck => "stuck",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WouldStopLabels {
+    reason: WouldStop,
 }
 
 label_values! {
@@ -252,6 +272,7 @@ pub struct Metrics {
     request_duration: HistogramFamily<RequestLabels>,
     starts: Family<StartLabels, Counter>,
     stops: Family<StopLabels, Counter>,
+    would_stop: Family<WouldStopLabels, Counter>,
     rollbacks: Counter,
     takeovers: Counter,
     reconcile_passes: Family<PassLabels, Counter>,
@@ -280,6 +301,7 @@ impl Metrics {
             request_duration: Family::new_with_constructor(|| Histogram::new(REQUEST_BUCKETS)),
             starts: Family::default(),
             stops: Family::default(),
+            would_stop: Family::default(),
             rollbacks: Counter::default(),
             takeovers: Counter::default(),
             reconcile_passes: Family::default(),
@@ -322,8 +344,14 @@ impl Metrics {
         // vessel_stops_total
         registry.register(
             "vessel_stops",
-            "Sessions stopped, by who stopped them: user, reaper_idle, reaper_stuck",
+            "Sessions stopped, by who stopped them: user, reaper_idle, reaper_stuck, reaper_max_age",
             self.stops.clone(),
+        );
+        // vessel_reaper_would_stop_total
+        registry.register(
+            "vessel_reaper_would_stop",
+            "Sessions a Reaper in dry_run would have stopped, by reason: idle, max_age, stuck",
+            self.would_stop.clone(),
         );
         // vessel_rollbacks_total
         registry.register(
@@ -431,6 +459,13 @@ impl Metrics {
     /// Counts a stopped session.
     pub fn count_stop(&self, by: StoppedBy) {
         self.stops.get_or_create(&StopLabels { by }).inc();
+    }
+
+    /// Counts a session a Reaper in `dry_run` would have stopped.
+    pub fn count_would_stop(&self, reason: WouldStop) {
+        self.would_stop
+            .get_or_create(&WouldStopLabels { reason })
+            .inc();
     }
 
     /// Counts a failed start undone.

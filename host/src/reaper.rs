@@ -1,15 +1,21 @@
 //! The Reaper: a background task that stops abandoned sessions.
 //!
 //! Every `reaper.interval` it scans all sessions in batches and stops
-//! - active sessions whose last heartbeat is older than the idle timeout
-//!   (including ones whose `lastHeartbeat` an operator edited by hand), and
+//! - active sessions whose last heartbeat is older than their idle timeout
+//!   (their start's `idleTimeout`, or `reaper.idle_timeout`; including ones
+//!   whose `lastHeartbeat` an operator edited by hand),
+//! - active sessions older than their maximum age (their start's `maxAge`
+//!   and `session.max_age`, the shorter), heartbeats or not, and
 //! - sessions stuck in `starting` or `stopping` whose lease expired (their
 //!   host died, or their stop failed and is retried), undoing what the
 //!   record's start step says may exist.
 //!
 //! Each stop is claimed atomically in the store first, so a heartbeat that
 //! lands before the claim saves the session, and two Reapers (on two hosts)
-//! never stop one session twice.
+//! never stop one session twice. Each stop leaves a tombstone saying why.
+//!
+//! With `dry_run` it stops nothing: it logs (`reaper.would_stop`) and counts
+//! (`vessel_reaper_would_stop_total{reason}`) what it would have stopped.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,9 +25,9 @@ use tokio::sync::watch;
 
 use crate::config::ReaperConfig;
 use crate::ids::UserId;
-use crate::metrics::{FoundBy, StoppedBy};
+use crate::metrics::{FoundBy, StoppedBy, WouldStop};
 use crate::session::SessionManager;
-use crate::store::{SessionRecord, SessionStatus, StopCondition};
+use crate::store::{SessionRecord, SessionStatus, StopCause, StopCondition, StopReason, Stopper};
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,6 +36,10 @@ pub struct SweepReport {
     pub scanned: usize,
     /// Idle sessions stopped.
     pub reaped: usize,
+    /// Sessions stopped for their age.
+    pub aged_out: usize,
+    /// Sessions a `dry_run` Reaper would have stopped (and did not).
+    pub would_stop: usize,
     /// Stuck sessions torn down.
     pub unstuck: usize,
     /// Stops that failed (to be retried by a later sweep).
@@ -76,14 +86,31 @@ impl SessionCounts {
 /// Why a session is a candidate for stopping.
 #[derive(Debug, Clone, Copy)]
 enum Reason {
-    Idle,
+    /// No heartbeat since this cutoff (ms since the epoch).
+    Idle {
+        cutoff: u64,
+    },
+    /// Past its maximum age.
+    MaxAge,
     Stuck,
+}
+
+impl Reason {
+    fn would_stop(self) -> WouldStop {
+        match self {
+            Reason::Idle { .. } => WouldStop::Idle,
+            Reason::MaxAge => WouldStop::MaxAge,
+            Reason::Stuck => WouldStop::Stuck,
+        }
+    }
 }
 
 /// How one candidate ended.
 #[derive(Debug, Clone, Copy)]
 enum Outcome {
     Stopped(Reason),
+    /// `dry_run`: logged and counted, not stopped.
+    WouldStop,
     /// A heartbeat or another Reaper got there first, or the record is unusable.
     Skipped,
     Failed,
@@ -104,14 +131,22 @@ impl Reaper {
     /// Sweeps every `interval` until `shutdown` turns true. A sweep in
     /// progress finishes first (each of its stops is bounded).
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        tracing::info!(interval = ?self.config.interval, idle_timeout = ?self.config.idle_timeout, "reaper started");
+        tracing::info!(interval = ?self.config.interval, idle_timeout = ?self.config.idle_timeout,
+            dry_run = self.config.dry_run, "reaper started");
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.config.interval) => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
             let report = self.sweep().await;
-            if report.reaped + report.unstuck + report.failed + report.invalid > 0 {
+            if report.reaped
+                + report.aged_out
+                + report.unstuck
+                + report.would_stop
+                + report.failed
+                + report.invalid
+                > 0
+            {
                 tracing::info!(?report, "reaper sweep");
             }
         }
@@ -173,8 +208,10 @@ impl Reaper {
                 .await;
             for outcome in outcomes {
                 match outcome {
-                    Outcome::Stopped(Reason::Idle) => report.reaped += 1,
+                    Outcome::Stopped(Reason::Idle { .. }) => report.reaped += 1,
+                    Outcome::Stopped(Reason::MaxAge) => report.aged_out += 1,
                     Outcome::Stopped(Reason::Stuck) => report.unstuck += 1,
+                    Outcome::WouldStop => report.would_stop += 1,
                     Outcome::Failed => report.failed += 1,
                     Outcome::Skipped => {}
                 }
@@ -187,12 +224,25 @@ impl Reaper {
         report.complete = true;
     }
 
+    /// Why `record` should be stopped at `now`, if it should. Age goes
+    /// first: a session past its maximum age is stopped for it even if it
+    /// is idle too.
     fn reason(&self, record: &SessionRecord, now: u64) -> Option<Reason> {
-        let idle_ms = self.config.idle_timeout.as_millis() as u64;
         let lease_cutoff = self.manager.lease_cutoff();
+        let policy = &self.manager.settings().policy;
         match record.status {
-            SessionStatus::Active if now.saturating_sub(record.last_heartbeat) > idle_ms => {
-                Some(Reason::Idle)
+            SessionStatus::Active => {
+                let aged = policy.aged_out(record, now);
+                let idle_ms = policy.idle_timeout_ms(record);
+                if aged {
+                    Some(Reason::MaxAge)
+                } else if now.saturating_sub(record.last_heartbeat) > idle_ms {
+                    Some(Reason::Idle {
+                        cutoff: now.saturating_sub(idle_ms),
+                    })
+                } else {
+                    None
+                }
             }
             SessionStatus::Starting | SessionStatus::Stopping
                 if record.updated_at < lease_cutoff =>
@@ -203,7 +253,8 @@ impl Reaper {
         }
     }
 
-    /// Claims and stops one candidate.
+    /// Claims and stops one candidate (or, in `dry_run`, logs and counts
+    /// it).
     async fn reap(&self, record: SessionRecord, reason: Reason, now: u64) -> Outcome {
         let user = match UserId::parse(&record.user_id) {
             Ok(user) => user,
@@ -212,29 +263,61 @@ impl Reaper {
                 return Outcome::Skipped;
             }
         };
+        if self.config.dry_run {
+            let reason = reason.would_stop();
+            self.manager.metrics().count_would_stop(reason);
+            tracing::info!(
+                event = "reaper.would_stop",
+                user_id = %user,
+                vm_id = %record.vm_id,
+                reason = reason.as_str(),
+                idle_ms = now.saturating_sub(record.last_heartbeat),
+                "Reaper (dry run) would stop the session of User {user}"
+            );
+            return Outcome::WouldStop;
+        }
         let stopped = match reason {
-            Reason::Idle => {
-                let cutoff = now.saturating_sub(self.config.idle_timeout.as_millis() as u64);
+            Reason::Idle { cutoff } => {
+                let cause = StopCause::new(Stopper::Reaper, StopReason::Idle);
                 self.manager
-                    .stop_if(&user, StopCondition::IdleBefore(cutoff))
+                    .stop_if(&user, StopCondition::IdleBefore(cutoff), cause)
+                    .await
+            }
+            // This session and no later one, heartbeats or not.
+            Reason::MaxAge => {
+                let cause = StopCause::new(Stopper::Reaper, StopReason::MaxAge);
+                self.manager
+                    .stop_if(
+                        &user,
+                        StopCondition::ActiveCreatedAt(record.created_at),
+                        cause,
+                    )
                     .await
             }
             // The same take-over as a user's next start or reconciliation.
-            Reason::Stuck => self.manager.take_over(&user).await,
+            Reason::Stuck => self.manager.take_over(&user, Stopper::Reaper).await,
         };
         match stopped {
             Ok(Some(stopped)) => {
                 self.manager.metrics().count_stop(match reason {
-                    Reason::Idle => StoppedBy::ReaperIdle,
+                    Reason::Idle { .. } => StoppedBy::ReaperIdle,
+                    Reason::MaxAge => StoppedBy::ReaperMaxAge,
                     Reason::Stuck => StoppedBy::ReaperStuck,
                 });
                 match reason {
-                    Reason::Idle => tracing::info!(
+                    Reason::Idle { .. } => tracing::info!(
                         event = "reaper.killed",
                         user_id = %user,
                         vm_id = %stopped.vm_id,
                         idle_ms = now.saturating_sub(stopped.last_heartbeat),
                         "Reaper killed zombie session for User {user}"
+                    ),
+                    Reason::MaxAge => tracing::info!(
+                        event = "reaper.aged_out",
+                        user_id = %user,
+                        vm_id = %stopped.vm_id,
+                        age_ms = now.saturating_sub(stopped.created_at),
+                        "Reaper stopped the session of User {user}: past its maximum age"
                     ),
                     Reason::Stuck => tracing::info!(
                         event = "reaper.unstuck",

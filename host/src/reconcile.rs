@@ -33,7 +33,7 @@ use crate::ids::UserId;
 use crate::metrics::{FoundBy, PassResult, ReconcileAction};
 use crate::plugins::{PluginError, RouteInfo, VmInfo};
 use crate::session::{SessionError, SessionManager};
-use crate::store::{SessionRecord, SessionStatus, StopCondition};
+use crate::store::{SessionRecord, SessionStatus, StopCause, StopCondition, StopReason, Stopper};
 
 /// The store lock passes take turns with.
 pub const LOCK_NAME: &str = "reconcile";
@@ -259,7 +259,7 @@ impl Reconciler {
                     report.adopted += 1;
                     return;
                 }
-                match self.manager.take_over(user).await {
+                match self.manager.take_over(user, Stopper::Reconciler).await {
                     Ok(Some(_)) => self.acted(
                         user,
                         ReconcileAction::TakeOver,
@@ -298,7 +298,15 @@ impl Reconciler {
             Ok(None) => {}
             Err(error) => return self.failed(user, "clean_lost_session", &error.into(), report),
         }
-        match self.manager.stop_if(user, StopCondition::Active).await {
+        match self
+            .manager
+            .stop_if(
+                user,
+                StopCondition::Active,
+                StopCause::new(Stopper::Reconciler, StopReason::VmGone),
+            )
+            .await
+        {
             Ok(Some(_)) => self.acted(
                 user,
                 ReconcileAction::CleanLostSession,

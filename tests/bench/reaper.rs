@@ -184,6 +184,8 @@ pub fn record(user: &str, n: usize, last_heartbeat: u64) -> Result<String> {
         owner: String::new(),
         start_step: None,
         start_steps: Vec::new(),
+        idle_timeout_ms: None,
+        max_age_ms: None,
         project_path: Some(format!("/srv/projects/{user}")),
         started_by: None,
         extra: serde_json::Map::new(),

@@ -399,6 +399,15 @@ impl TestHost {
         TestHost::serve(app, config).await
     }
 
+    /// Builds and serves a host with `config` whose time is `clock`, so a
+    /// test can move it (e.g. past an idle timeout) instead of waiting.
+    pub async fn start_with_clock(config: Config, clock: vessel::clock::ManualClock) -> TestHost {
+        let app = App::build_with(config.clone(), Arc::new(clock), "test-host".to_string())
+            .await
+            .expect("build the host");
+        TestHost::serve(app, config).await
+    }
+
     /// Serves an already built host.
     pub async fn serve(app: App, config: Config) -> TestHost {
         let listener = tokio::net::TcpListener::bind(config.listen)

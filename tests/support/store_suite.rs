@@ -8,7 +8,7 @@ use serde_json::Map;
 use vessel::ids::UserId;
 use vessel::store::{
     Capacity, HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore,
-    StartStep, StopClaim, StopCondition,
+    StartStep, StopCause, StopClaim, StopCondition, StopReason, Stopper, Tombstone,
 };
 
 /// A store under test.
@@ -34,6 +34,8 @@ pub fn record(user: &str, status: SessionStatus, owner: &str, at: u64) -> Sessio
         start_steps: Vec::new(),
         project_path: Some("/tmp/project".to_string()),
         started_by: None,
+        idle_timeout_ms: None,
+        max_age_ms: None,
         extra: Map::new(),
     }
 }
@@ -513,4 +515,68 @@ pub async fn locks_have_one_holder_until_they_expire(store: Store) {
     // Locks are not sessions.
     let page = store.scan(None, 100).await.unwrap();
     assert!(page.records.is_empty() && page.invalid.is_empty());
+}
+
+/// A tombstone is kept per user until it expires, the latest replaces the
+/// one before, and no scan or capacity count of sessions sees it.
+pub async fn tombstones_are_per_user_and_expire(store: Store) {
+    let alice = record("alice", SessionStatus::Active, "", 1_000);
+    let cause = StopCause::new(Stopper::Reaper, StopReason::Idle);
+    let first = Tombstone::of(&alice, cause, None, 5_000, 10_000);
+    assert_eq!(first.idle_for_ms, 4_000);
+    store.put_tombstone(&first).await.unwrap();
+    assert_eq!(
+        store.get_tombstone(&user("alice"), 6_000).await.unwrap(),
+        Some(first.clone())
+    );
+    assert_eq!(
+        store.get_tombstone(&user("bob"), 6_000).await.unwrap(),
+        None
+    );
+    // Expired at 5 000 + 10 000.
+    assert_eq!(
+        store.get_tombstone(&user("alice"), 15_000).await.unwrap(),
+        None
+    );
+
+    let later = Tombstone::of(
+        &alice,
+        StopCause::new(Stopper::User, StopReason::User),
+        Some("detail".into()),
+        7_000,
+        10_000,
+    );
+    store.put_tombstone(&later).await.unwrap();
+    assert_eq!(
+        store.get_tombstone(&user("alice"), 8_000).await.unwrap(),
+        Some(later)
+    );
+
+    // Sessions are not tombstones: the scan is empty and a fleet of one
+    // still has room.
+    let page = store.scan(None, 100).await.unwrap();
+    assert!(
+        page.records.is_empty() && page.invalid.is_empty(),
+        "{page:?}"
+    );
+    let bob = record("bob", SessionStatus::Starting, "h1/1", 9_000);
+    assert_eq!(
+        store.insert_new(&bob, fleet(1)).await.unwrap(),
+        InsertOutcome::Inserted
+    );
+
+    // Writing another user's tombstone prunes expired ones and leaves the
+    // live ones.
+    let carol = record("carol", SessionStatus::Active, "", 1_000);
+    store
+        .put_tombstone(&Tombstone::of(&carol, cause, None, 30_000, 10_000))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_tombstone(&user("carol"), 31_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
 }

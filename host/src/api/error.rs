@@ -195,6 +195,9 @@ impl From<SessionError> for ApiError {
             SessionError::InvalidInput(_) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_project_path", message)
             }
+            SessionError::InvalidPolicy(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_policy", message)
+            }
             SessionError::ProjectTooLarge(_) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "project_too_large", message)
             }

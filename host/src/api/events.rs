@@ -94,7 +94,7 @@ impl BackgroundOutcomes {
     tag = "sessions",
     params(("userId" = String, Path, description = "The user")),
     responses(
-        (status = 200, description = "A text/event-stream of `step` events (`{\"step\", \"state\": \"begun\"|\"ended\", \"at\"}`), then `session` (the active session, as /status shows it), `error` (`{\"error\": {\"code\", \"message\"}}`) or `none`, then the end of the stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "A text/event-stream of `step` events (`{\"step\", \"state\": \"begun\"|\"ended\", \"at\"}`), then `session` (the active session, as /status shows it), `error` (`{\"error\": {\"code\", \"message\"}}`) or `none`, then the end of the stream", content_type = "text/event-stream", body = ProgressEvent),
         (status = 400, description = "Bad user id", body = super::model::ErrorResponse),
         (status = 401, description = "No, malformed, expired or badly signed token", body = super::model::ErrorResponse),
         (status = 403, description = "A user token for another user", body = super::model::ErrorResponse),
@@ -125,6 +125,33 @@ pub async fn events(
         Some((Ok(event), watch))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One event of the progress stream, as the OpenAPI document describes
+/// the stream's items.
+#[derive(utoipa::ToSchema)]
+pub struct ProgressEvent {
+    /// `step`, `session`, `error` or `none`.
+    #[schema(example = "step")]
+    pub event: ProgressEventName,
+    /// The event's JSON object, as text.
+    #[schema(example = r#"{"step":"creating-vm","state":"begun","at":1796108911984}"#)]
+    pub data: String,
+}
+
+/// The names of the progress stream's events.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Described, not built: events are written as text.
+#[schema(rename_all = "lowercase")]
+pub enum ProgressEventName {
+    /// A step begun or ended.
+    Step,
+    /// The active session; the last event.
+    Session,
+    /// The start failed (or could not be followed); the last event.
+    Error,
+    /// No session and no start; the only event.
+    None,
 }
 
 /// What the stream waits past the start and stop timeouts: a start's own
@@ -189,7 +216,8 @@ impl Watch {
                     self.tell_steps(&record, now, false);
                 }
                 self.end_step(record.updated_at.max(self.seen_at()));
-                let view = SessionView::of(&self.user, Some(record));
+                let limits = &self.state.manager.settings().policy;
+                let view = SessionView::of(&self.user, Some(record), limits);
                 self.finish(json_event("session", &view));
             }
             Some(record) if record.status == SessionStatus::Starting => {

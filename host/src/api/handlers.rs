@@ -39,7 +39,7 @@ type Manager = State<Arc<SessionManager>>;
     responses(
         (status = 200, description = "The session, running", body = StartResponse),
         (status = 202, description = "With `\"wait\": false`: the start goes on; its progress is at `events` (also the Location header)", body = StartAccepted),
-        (status = 400, description = "Malformed body, bad user id, or a project path that is unusable or outside the roots (or holds unsafe entries the operator refuses); nothing changed", body = ErrorResponse),
+        (status = 400, description = "Malformed body, bad user id, idleTimeout or maxAge over the operator's maximum (session.max_idle_timeout, session.max_age), or a project path that is unusable or outside the roots (or holds unsafe entries the operator refuses); nothing changed", body = ErrorResponse),
         (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
         (status = 403, description = "A user token for another user", body = ErrorResponse),
         (status = 408, description = "The request took longer than http.request_timeout", body = ErrorResponse),
@@ -79,14 +79,21 @@ pub async fn start(
     }
     let starter = caller.starter_key();
     if !request.wait {
-        return start_in_background(state, user, request.project_path, starter).await;
+        let requested = request.requested();
+        return start_in_background(state, user, request.project_path, starter, requested).await;
     }
     let started = state
         .manager
-        .start(&user, &request.project_path, starter.as_deref())
+        .start(
+            &user,
+            &request.project_path,
+            starter.as_deref(),
+            request.requested(),
+        )
         .await?;
+    let limits = &state.manager.settings().policy;
     Ok(Json(StartResponse {
-        session: SessionView::of(&user, Some(started.record)),
+        session: SessionView::of(&user, Some(started.record), limits),
         reused: started.reused,
         health: started.health,
     })
@@ -104,6 +111,7 @@ async fn start_in_background(
     user: UserId,
     project_path: String,
     starter: Option<String>,
+    requested: crate::session::Requested,
 ) -> Result<Response, ApiError> {
     let events = format!("/sessions/{user}/events");
     state.background.clear(&user);
@@ -114,7 +122,13 @@ async fn start_in_background(
     let (underway, told) = tokio::sync::oneshot::channel();
     let mut task = tokio::spawn(super::request_id::carry(async move {
         let outcome = manager
-            .start_telling(&starting, &project_path, starter.as_deref(), Some(underway))
+            .start_telling(
+                &starting,
+                &project_path,
+                starter.as_deref(),
+                requested,
+                Some(underway),
+            )
             .await
             .map_err(ApiError::from);
         if let Err(error) = &outcome {
@@ -134,10 +148,10 @@ async fn start_in_background(
         told = told => {
             if told.is_err() {
                 // The start ended before it was under way: its own answer.
-                return finished(&user, task.await);
+                return finished(&state, &user, task.await);
             }
         }
-        ended = &mut task => return finished(&user, ended),
+        ended = &mut task => return finished(&state, &user, ended),
     }
     let mut headers = HeaderMap::new();
     if let Ok(location) = header::HeaderValue::from_str(&events) {
@@ -156,6 +170,7 @@ async fn start_in_background(
 
 /// The answer of a background start that ended before it was under way.
 fn finished(
+    state: &ApiState,
     user: &UserId,
     ended: Result<Result<crate::session::Started, ApiError>, tokio::task::JoinError>,
 ) -> Result<Response, ApiError> {
@@ -167,7 +182,7 @@ fn finished(
         )
     })??;
     Ok(Json(StartResponse {
-        session: SessionView::of(user, Some(started.record)),
+        session: SessionView::of(user, Some(started.record), &state.manager.settings().policy),
         reused: started.reused,
         health: started.health,
     })
@@ -249,17 +264,19 @@ pub async fn heartbeat(
     let user = UserId::parse(&request.user_id)?;
     authorize(&caller, &user)?;
     let record = manager.heartbeat(&user).await?;
-    Ok(Json(SessionView::of(&user, Some(record))))
+    let limits = &manager.settings().policy;
+    Ok(Json(SessionView::of(&user, Some(record), limits)))
 }
 
-/// The user's session, or status `none`.
+/// The user's session, or status `none`; a session that stopped within
+/// `session.tombstone_retention` is explained (`lastSession`, `message`).
 #[utoipa::path(
     get,
     path = "/status/{userId}",
     tag = "sessions",
     params(("userId" = String, Path, description = "The user", pattern = "^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")),
     responses(
-        (status = 200, description = "The session, or status none", body = SessionView),
+        (status = 200, description = "The session, or status none (with lastSession and message if it stopped recently)", body = SessionView),
         (status = 400, description = "Bad user id", body = ErrorResponse),
         (status = 401, description = "No, malformed, expired or badly signed token", body = ErrorResponse),
         (status = 403, description = "A user token for another user", body = ErrorResponse),
@@ -277,8 +294,16 @@ pub async fn status(
     let Path(user_id) = user_id?;
     let user = UserId::parse(&user_id)?;
     authorize(&caller, &user)?;
-    let record = manager.status(&user).await?;
-    Ok(Json(SessionView::of(&user, record)))
+    let limits = &manager.settings().policy;
+    if let Some(record) = manager.status(&user).await? {
+        return Ok(Json(SessionView::of(&user, Some(record), limits)));
+    }
+    // Only the user's own tombstone: it is read by the key of the user the
+    // caller was authorized for, and one naming another user is ignored.
+    Ok(Json(match manager.tombstone(&user).await? {
+        Some(tombstone) => SessionView::stopped(&user, tombstone),
+        None => SessionView::of(&user, None, limits),
+    }))
 }
 
 /// The most entries one `GET /sessions` page may hold.
@@ -345,7 +370,7 @@ pub async fn list_sessions(
     let sessions = page
         .sessions
         .into_iter()
-        .map(SessionView::of_record)
+        .map(|record| SessionView::of_record(record, &manager.settings().policy))
         .collect();
     Ok(Json(SessionList {
         sessions,
@@ -416,7 +441,11 @@ pub async fn extend(
     let Path(user_id) = user_id?;
     let user = UserId::parse(&user_id)?;
     let record = manager.heartbeat(&user).await?;
-    Ok(Json(SessionView::of(&user, Some(record))))
+    Ok(Json(SessionView::of(
+        &user,
+        Some(record),
+        &manager.settings().policy,
+    )))
 }
 
 /// Whether the host and its store answer; needs no token.

@@ -6,7 +6,8 @@ use utoipa::ToSchema;
 
 use crate::ids::UserId;
 pub use crate::session::liveness::VmHealth;
-use crate::store::{SessionRecord, SessionStatus};
+use crate::session::{DecidedBy, PolicyLimits, Requested};
+use crate::store::{SessionRecord, SessionStatus, StopReason, Stopper, Tombstone};
 
 /// The pattern every user id matches (checked by the host; in the spec so
 /// that clients and fuzzers know it).
@@ -29,6 +30,29 @@ pub struct StartRequest {
     #[serde(default = "waits")]
     #[schema(default = true)]
     pub wait: bool,
+    /// How long the session may go without a heartbeat before the Reaper
+    /// stops it, in milliseconds: 1 up to `session.max_idle_timeout`
+    /// (more: 400). Absent: `reaper.idle_timeout`. A start that finds the
+    /// session running keeps the running session's policy.
+    #[schema(example = 2_700_000, minimum = 1)]
+    #[serde(default)]
+    pub idle_timeout: Option<u64>,
+    /// How long after its start the Reaper stops the session, heartbeats
+    /// or not, in milliseconds: 1 up to `session.max_age` when that is set
+    /// (more: 400). Absent: `session.max_age` (or no maximum age).
+    #[schema(example = 28_800_000, minimum = 1)]
+    #[serde(default)]
+    pub max_age: Option<u64>,
+}
+
+impl StartRequest {
+    /// The policy the start asks for.
+    pub fn requested(&self) -> Requested {
+        Requested {
+            idle_timeout_ms: self.idle_timeout,
+            max_age_ms: self.max_age,
+        }
+    }
 }
 
 fn waits() -> bool {
@@ -82,6 +106,7 @@ impl From<SessionStatus> for SessionState {
 }
 
 /// A session as the API shows it (`GET /status`, and the other answers).
+/// Times are milliseconds since the epoch; durations are milliseconds.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionView {
@@ -97,27 +122,110 @@ pub struct SessionView {
     pub url: Option<String>,
     /// The last heartbeat, in milliseconds since the epoch.
     pub last_heartbeat: Option<u64>,
+    /// Since when the session has been idle: its last heartbeat (ms since
+    /// the epoch); `null` with status `none`.
+    pub idle_since: Option<u64>,
+    /// When the Reaper will stop the active session if nothing changes (no
+    /// heartbeat comes): the earlier of `idleSince + policy.idleTimeoutMs`
+    /// and its start plus `policy.maxAgeMs`. `null` unless active.
+    pub expires_at: Option<u64>,
+    /// The limits the Reaper applies to the session; `null` with status
+    /// `none`.
+    pub policy: Option<PolicyView>,
+    /// With status `none`: the user's last session, if it stopped within
+    /// `session.tombstone_retention`: who stopped it and why. Absent
+    /// otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_session: Option<StoppedView>,
+    /// With status `none` and a `lastSession`: what happened, for people,
+    /// e.g. `stopped at 2026-12-01T10:00:00Z (the Reaper): idle for 30 min`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// The limits a session runs under (`policy` of a session).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyView {
+    /// No heartbeat for this long (ms): stopped.
+    #[schema(example = 1_800_000)]
+    pub idle_timeout_ms: u64,
+    /// Older than this (ms, from its start): stopped even with heartbeats;
+    /// `null`: no maximum age.
+    #[schema(example = 28_800_000)]
+    pub max_age_ms: Option<u64>,
+    /// Which of the two sets `expiresAt`.
+    pub decided_by: PolicyLimit,
+}
+
+/// Which limit ends a session first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyLimit {
+    /// The idle timeout.
+    Idle,
+    /// The maximum age.
+    MaxAge,
+}
+
+/// A stopped session, from its tombstone (`lastSession` of a status).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoppedView {
+    /// The VM it had.
+    pub vm_id: String,
+    /// When it stopped (ms since the epoch).
+    pub stopped_at: u64,
+    /// Who stopped it: `user`, `reaper`, `reconciler` or `host` (the host
+    /// itself, during a start).
+    #[schema(value_type = String, example = "reaper")]
+    pub stopped_by: Stopper,
+    /// Why: `user`, `idle`, `max-age`, `vm-gone`, `failed-start` or
+    /// `abandoned` (its host died mid-start or mid-stop).
+    #[schema(value_type = String, example = "idle")]
+    pub reason: StopReason,
+    /// More about why, e.g. what a failed start was doing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// How long it had gone without a heartbeat when it stopped (ms).
+    pub idle_for_ms: u64,
+    /// Its last heartbeat (ms since the epoch).
+    pub last_heartbeat: u64,
 }
 
 impl SessionView {
-    /// The view of a stored `record`, named by the user it holds.
-    pub fn of_record(record: SessionRecord) -> SessionView {
+    /// The view of a stored `record`, named by the user it holds, under
+    /// `limits`.
+    pub fn of_record(record: SessionRecord, limits: &PolicyLimits) -> SessionView {
+        let deadline = limits.deadline(&record);
         SessionView {
             user_id: record.user_id,
             status: record.status.into(),
+            expires_at: (record.status == SessionStatus::Active).then_some(deadline.expires_at),
+            policy: Some(PolicyView {
+                idle_timeout_ms: deadline.idle_timeout_ms,
+                max_age_ms: deadline.max_age_ms,
+                decided_by: match deadline.decided_by {
+                    DecidedBy::Idle => PolicyLimit::Idle,
+                    DecidedBy::MaxAge => PolicyLimit::MaxAge,
+                },
+            }),
             vm_id: Some(record.vm_id),
             ip: record.ip,
             url: record.url,
             last_heartbeat: Some(record.last_heartbeat),
+            idle_since: Some(record.last_heartbeat),
+            last_session: None,
+            message: None,
         }
     }
 
-    /// The view of `user`'s `record`, or of no session.
-    pub fn of(user: &UserId, record: Option<SessionRecord>) -> SessionView {
+    /// The view of `user`'s `record`, or of no session, under `limits`.
+    pub fn of(user: &UserId, record: Option<SessionRecord>, limits: &PolicyLimits) -> SessionView {
         match record {
             Some(record) => SessionView {
                 user_id: user.to_string(),
-                ..SessionView::of_record(record)
+                ..SessionView::of_record(record, limits)
             },
             None => SessionView {
                 user_id: user.to_string(),
@@ -126,8 +234,29 @@ impl SessionView {
                 ip: None,
                 url: None,
                 last_heartbeat: None,
+                idle_since: None,
+                expires_at: None,
+                policy: None,
+                last_session: None,
+                message: None,
             },
         }
+    }
+
+    /// The view of `user` with no session, explained by `tombstone`.
+    pub fn stopped(user: &UserId, tombstone: Tombstone) -> SessionView {
+        let mut view = SessionView::of(user, None, &PolicyLimits::NONE);
+        view.message = Some(tombstone.message());
+        view.last_session = Some(StoppedView {
+            vm_id: tombstone.vm_id,
+            stopped_at: tombstone.stopped_at,
+            stopped_by: tombstone.stopped_by,
+            reason: tombstone.reason,
+            detail: tombstone.detail,
+            idle_for_ms: tombstone.idle_for_ms,
+            last_heartbeat: tombstone.last_heartbeat,
+        });
+        view
     }
 }
 

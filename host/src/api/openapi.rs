@@ -9,9 +9,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::model::{
-    ErrorDetail, ErrorResponse, Health, HealthState, InvalidSession, SessionList, SessionState,
-    SessionView, StartAccepted, StartRequest, StartResponse, StopResponse, StopState, StoreHealth,
-    UserRequest, VmHealth,
+    ErrorDetail, ErrorResponse, Health, HealthState, InvalidSession, PolicyLimit, PolicyView,
+    SessionList, SessionState, SessionView, StartAccepted, StartRequest, StartResponse,
+    StopResponse, StopState, StoppedView, StoreHealth, UserRequest, VmHealth,
 };
 use super::{events, handlers};
 
@@ -44,8 +44,13 @@ use super::{events, handlers};
         SessionView,
         SessionList,
         InvalidSession,
+        PolicyView,
+        PolicyLimit,
+        StoppedView,
         StartResponse,
         StartAccepted,
+        events::ProgressEvent,
+        events::ProgressEventName,
         VmHealth,
         StopState,
         StopResponse,

@@ -205,6 +205,22 @@ pub struct SessionConfig {
     /// Default `0`: set it to what your hosts can hold (e.g. their memory
     /// divided by `memory_mib`).
     pub max_sessions: u64,
+    /// The longest idle timeout a start may ask for (`idleTimeout` of
+    /// `POST /start`); a longer one is answered 400. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub max_idle_timeout: Duration,
+    /// The oldest any session may grow: the Reaper stops a session this
+    /// long after its start even if heartbeats continue, and a start's
+    /// `maxAge` may not ask for more (400). `0s` means no cap (a start may
+    /// still ask for a maximum age of its own). Records without `createdAt`
+    /// (written by hand) have no age. Default `0s`.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// How long a stopped session's tombstone (who stopped it and why,
+    /// shown by `GET /status`) is kept. `0s` writes no tombstones. Default
+    /// `24h`.
+    #[serde(with = "humantime_serde")]
+    pub tombstone_retention: Duration,
 }
 
 impl Default for SessionConfig {
@@ -228,6 +244,9 @@ impl Default for SessionConfig {
             liveness_retry_delay: Duration::from_millis(200),
             lease: Duration::from_secs(30),
             max_sessions: 0,
+            max_idle_timeout: Duration::from_secs(24 * 60 * 60),
+            max_age: Duration::ZERO,
+            tombstone_retention: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -261,6 +280,10 @@ pub struct ReaperConfig {
     pub batch_size: usize,
     /// Sessions stopped in parallel. Default `8`.
     pub concurrency: usize,
+    /// Stop nothing: log (`reaper.would_stop`) and count
+    /// (`vessel_reaper_would_stop_total{reason}`) each session a sweep
+    /// would stop. Default `false`.
+    pub dry_run: bool,
 }
 
 impl Default for ReaperConfig {
@@ -271,6 +294,7 @@ impl Default for ReaperConfig {
             idle_timeout: Duration::from_secs(30 * 60),
             batch_size: 500,
             concurrency: 8,
+            dry_run: false,
         }
     }
 }

@@ -10,6 +10,10 @@ pub enum SessionError {
     /// the allowed roots). Nothing was changed.
     #[error("{0}")]
     InvalidInput(String),
+    /// The policy a start asked for (`idleTimeout`, `maxAge`) is over the
+    /// operator's maximum; nothing was changed.
+    #[error("{0}")]
+    InvalidPolicy(String),
     /// The project is over `session.project_max_bytes` or
     /// `project_max_entries`; nothing was kept.
     #[error("{0}")]

@@ -133,7 +133,7 @@ pub struct Listing {
 
 /// One entry of a store batch, either readable or not.
 enum Entry {
-    Session(SessionRecord),
+    Session(Box<SessionRecord>),
     Invalid(InvalidEntry),
 }
 
@@ -152,7 +152,7 @@ fn entries(page: ScanPage, key_prefix: &str) -> Vec<Entry> {
     let mut entries: Vec<Entry> = page
         .records
         .into_iter()
-        .map(Entry::Session)
+        .map(|record| Entry::Session(Box::new(record)))
         .chain(page.invalid.into_iter().map(|invalid| {
             Entry::Invalid(InvalidEntry {
                 user_id: invalid
@@ -205,7 +205,7 @@ pub async fn list(
             match entry {
                 Entry::Session(record) => {
                     if status.is_none_or(|status| record.status == status) {
-                        listing.sessions.push(record);
+                        listing.sessions.push(*record);
                     }
                 }
                 Entry::Invalid(invalid) => listing.invalid.push(invalid),
@@ -270,6 +270,8 @@ mod tests {
             owner: String::new(),
             start_step: None,
             start_steps: Vec::new(),
+            idle_timeout_ms: None,
+            max_age_ms: None,
             project_path: None,
             started_by: None,
             extra: serde_json::Map::new(),
@@ -298,6 +300,16 @@ mod tests {
             "redis"
         }
         async fn get(&self, _: &UserId) -> Result<Option<SessionRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn put_tombstone(&self, _: &crate::store::Tombstone) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn get_tombstone(
+            &self,
+            _: &UserId,
+            _: u64,
+        ) -> Result<Option<crate::store::Tombstone>, StoreError> {
             unreachable!()
         }
         async fn insert_new(

@@ -11,6 +11,7 @@ use serde_json::Map;
 
 use super::error::SessionError;
 use super::liveness::{LivenessChecks, LivenessSettings, Verdict, VmHealth};
+use super::policy::{PolicyLimits, Requested};
 use super::project::ProjectRoots;
 use super::staging::{StagedProject, StagingError, StagingPolicy};
 use crate::clock::Clock;
@@ -20,7 +21,7 @@ use crate::metrics::{Metrics, StartResult, StoppedBy};
 use crate::plugins::{ProxyDriver, RouteSpec, VmDriver, VmSpec};
 use crate::store::{
     Capacity, HeartbeatOutcome, InsertOutcome, SessionRecord, SessionStatus, SessionStore,
-    StartStep, StepBegun, StopClaim, StopCondition,
+    StartStep, StepBegun, StopCause, StopClaim, StopCondition, StopReason, Stopper, Tombstone,
 };
 
 /// How often a request waiting for another request's start or stop looks
@@ -68,6 +69,10 @@ pub struct SessionSettings {
     /// The most sessions one starter (an operator token) holds; `None` for
     /// no limit.
     pub max_sessions_per_starter: Option<u64>,
+    /// Idle timeouts and maximum ages.
+    pub policy: PolicyLimits,
+    /// How long tombstones are kept; zero: none are written.
+    pub tombstone_retention: Duration,
 }
 
 impl SessionSettings {
@@ -98,6 +103,8 @@ impl SessionSettings {
             max_sessions: (session.max_sessions > 0).then_some(session.max_sessions),
             max_sessions_per_starter: (config.limits.max_sessions_per_token > 0)
                 .then_some(config.limits.max_sessions_per_token),
+            policy: PolicyLimits::from_config(config),
+            tombstone_retention: session.tombstone_retention,
         }
     }
 
@@ -271,14 +278,18 @@ impl SessionManager {
     /// start waits for the claimant and returns its session), creates the
     /// VM, copies the project in, adds the route and stores the session;
     /// any failure undoes the steps before it. `starter` names who asks,
-    /// for the per-starter limit (`None`: not counted).
+    /// for the per-starter limit (`None`: not counted). `requested` is the
+    /// policy the start asks for, checked against the operator's maxima; a
+    /// hit keeps the running session's policy.
     pub async fn start(
         &self,
         user: &UserId,
         project_path: &str,
         starter: Option<&str>,
+        requested: Requested,
     ) -> Result<Started, SessionError> {
-        self.start_telling(user, project_path, starter, None).await
+        self.start_telling(user, project_path, starter, requested, None)
+            .await
     }
 
     /// As [`SessionManager::start`], and tells `underway` once a start of
@@ -291,6 +302,7 @@ impl SessionManager {
         user: &UserId,
         project_path: &str,
         starter: Option<&str>,
+        requested: Requested,
         mut underway: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<Started, SessionError> {
         let mut tell = move || {
@@ -298,6 +310,7 @@ impl SessionManager {
                 let _ = underway.send(());
             }
         };
+        let requested = self.settings.policy.check(requested)?;
         let project = self.settings.project_roots.resolve(project_path)?;
         let deadline = Instant::now() + self.settings.start_timeout + self.settings.stop_timeout;
         loop {
@@ -321,13 +334,15 @@ impl SessionManager {
                             let claim = self.claim(condition);
                             if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
                                 self.teardown(user, &claimed).await?;
+                                let cause = StopCause::new(Stopper::Host, StopReason::VmGone);
+                                self.bury(&claimed, cause, None).await;
                             }
                         }
                     }
                 }
                 Some(record) if record.updated_at < self.lease_cutoff() => {
                     // Its holder stopped renewing the lease: the host died.
-                    if self.take_over(user).await?.is_none() {
+                    if self.take_over(user, Stopper::Host).await?.is_none() {
                         tokio::time::sleep(WAIT_POLL).await;
                     }
                 }
@@ -346,6 +361,8 @@ impl SessionManager {
                 None => {
                     let mut record = self.starting_record(user, &project);
                     record.started_by = starter.map(str::to_string);
+                    record.idle_timeout_ms = requested.idle_timeout_ms;
+                    record.max_age_ms = requested.max_age_ms;
                     let capacity = Capacity {
                         fleet: self.settings.max_sessions,
                         per_starter: self.settings.max_sessions_per_starter,
@@ -398,6 +415,8 @@ impl SessionManager {
             if let Some(claimed) = self.store.claim_stop(user, &claim).await? {
                 self.teardown(user, &claimed).await?;
                 self.metrics.count_stop(StoppedBy::User);
+                let cause = StopCause::new(Stopper::User, StopReason::User);
+                self.bury(&claimed, cause, None).await;
                 tracing::info!(user_id = %user, vm_id = %claimed.vm_id, "session stopped");
                 return Ok(Stopped::Stopped);
             }
@@ -443,16 +462,19 @@ impl SessionManager {
     }
 
     /// Stops `user`'s session if `condition` holds when it is claimed; the
-    /// Reaper's way in. Returns the session it stopped.
+    /// Reaper's and the reconciler's way in. Returns the session it
+    /// stopped, and leaves a tombstone saying `cause`.
     pub async fn stop_if(
         &self,
         user: &UserId,
         condition: StopCondition,
+        cause: StopCause,
     ) -> Result<Option<SessionRecord>, SessionError> {
         let claim = self.claim(condition);
         match self.store.claim_stop(user, &claim).await? {
             Some(claimed) => {
                 self.teardown(user, &claimed).await?;
+                self.bury(&claimed, cause, None).await;
                 Ok(Some(claimed))
             }
             None => Ok(None),
@@ -462,8 +484,12 @@ impl SessionManager {
     /// Takes over `user`'s start or stop whose holder stopped renewing its
     /// lease, and undoes what that start may have made. Returns the record
     /// it took over, `None` if the lease is not expired (or someone else
-    /// took it first).
-    pub async fn take_over(&self, user: &UserId) -> Result<Option<SessionRecord>, SessionError> {
+    /// took it first). `by` is who took it over, for the tombstone.
+    pub async fn take_over(
+        &self,
+        user: &UserId,
+        by: Stopper,
+    ) -> Result<Option<SessionRecord>, SessionError> {
         let claim = self.claim(StopCondition::StuckBefore(self.lease_cutoff()));
         let Some(claimed) = self.store.claim_stop(user, &claim).await? else {
             return Ok(None);
@@ -477,6 +503,8 @@ impl SessionManager {
         );
         self.metrics.count_takeover();
         self.teardown(user, &claimed).await?;
+        self.bury(&claimed, StopCause::new(by, StopReason::Abandoned), None)
+            .await;
         Ok(Some(claimed))
     }
 
@@ -493,6 +521,26 @@ impl SessionManager {
         }
         self.teardown(user, &claim).await?;
         Ok(true)
+    }
+
+    /// The latest tombstone of `user`, if it has not expired.
+    pub async fn tombstone(&self, user: &UserId) -> Result<Option<Tombstone>, SessionError> {
+        Ok(self.store.get_tombstone(user, self.clock.now_ms()).await?)
+    }
+
+    /// Leaves the tombstone of `stopped` (unless tombstones are off). The
+    /// session is stopped already, so a failure to write it is only logged.
+    async fn bury(&self, stopped: &SessionRecord, cause: StopCause, detail: Option<String>) {
+        let retention = self.settings.tombstone_retention;
+        if retention.is_zero() {
+            return;
+        }
+        let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+        let tombstone = Tombstone::of(stopped, cause, detail, self.clock.now_ms(), retention_ms);
+        if let Err(error) = self.store.put_tombstone(&tombstone).await {
+            tracing::warn!(user_id = %stopped.user_id, %error, reason = cause.reason.as_str(),
+                "cannot write the stopped session's tombstone");
+        }
     }
 
     fn claim(&self, condition: StopCondition) -> StopClaim {
@@ -531,6 +579,8 @@ impl SessionManager {
             start_steps: Vec::new(),
             project_path: project_path.map(str::to_string),
             started_by: None,
+            idle_timeout_ms: None,
+            max_age_ms: None,
             extra: Map::new(),
         }
     }
@@ -576,7 +626,20 @@ impl SessionManager {
             )),
         };
         tracing::warn!(user_id = %user, error = %failure, step = ?record.start_step, "start failed; rolling back");
+        // What the start was doing and, for a driver, the short summary
+        // the API answers with: the driver's own words (which may hold
+        // paths or output) stay in the log, as the tombstone is shown to
+        // anyone who may see the user's status.
+        let detail = match &failure {
+            SessionError::Driver(error) => {
+                format!("{} while {}", error.summary(), describe(record.start_step))
+            }
+            _ => format!("failed while {}", describe(record.start_step)),
+        };
+        let tombstone = record.clone();
         self.roll_back(user, record, &owner).await;
+        let cause = StopCause::new(Stopper::Host, StopReason::FailedStart);
+        self.bury(&tombstone, cause, Some(detail)).await;
         Err(failure)
     }
 

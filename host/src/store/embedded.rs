@@ -29,11 +29,19 @@ use self::writer::{Job, SessionsTable, Writer};
 use super::transition::{self, Change, Transition};
 use super::{
     Capacity, HeartbeatOutcome, InsertOutcome, InvalidRecord, Over, ScanPage, SessionRecord,
-    SessionStore, StopClaim, StoreError,
+    SessionStore, StopClaim, StoreError, Tombstone,
 };
 use crate::ids::UserId;
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+
+/// Tombstones of stopped sessions, keyed by user id: a table apart, so
+/// that scans and counts of sessions never see them.
+const TOMBSTONES: TableDefinition<&str, &[u8]> = TableDefinition::new("tombstones");
+
+/// The most expired tombstones one write prunes, so that pruning a long
+/// backlog never makes one stop slow.
+const PRUNE_PER_WRITE: usize = 32;
 
 /// Sessions in a local redb database.
 #[derive(Clone)]
@@ -67,6 +75,7 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(SESSIONS).map_err(backend)?;
+        txn.open_table(TOMBSTONES).map_err(backend)?;
         txn.commit().map_err(backend)?;
         let db = Arc::new(db);
         let writer = Arc::new(Writer::start(db.clone())?);
@@ -356,6 +365,59 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
+    async fn put_tombstone(&self, tombstone: &Tombstone) -> Result<(), StoreError> {
+        let key = tombstone.user_id.clone();
+        let value = tombstone.to_json();
+        // Tombstones only explain, so they skip the writer's batches; redb
+        // runs this transaction between two of its commits. It also forgets
+        // a few tombstones that expired by the time this one was written.
+        let now = tombstone.stopped_at;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut table = txn.open_table(TOMBSTONES).map_err(backend)?;
+                let mut expired = Vec::new();
+                for entry in table.iter().map_err(backend)? {
+                    let (user, stored) = entry.map_err(backend)?;
+                    let gone = serde_json::from_slice::<Tombstone>(stored.value())
+                        .map_or(true, |stored| stored.expired(now));
+                    if gone {
+                        expired.push(user.value().to_string());
+                        if expired.len() == PRUNE_PER_WRITE {
+                            break;
+                        }
+                    }
+                }
+                for user in &expired {
+                    table.remove(user.as_str()).map_err(backend)?;
+                }
+                table
+                    .insert(key.as_str(), value.as_bytes())
+                    .map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get_tombstone(
+        &self,
+        user: &UserId,
+        now_ms: u64,
+    ) -> Result<Option<Tombstone>, StoreError> {
+        let user = user.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let table = txn.open_table(TOMBSTONES).map_err(backend)?;
+            Ok(table
+                .get(user.as_str())
+                .map_err(backend)?
+                .and_then(|stored| Tombstone::from_json(stored.value(), &user))
+                .filter(|tombstone| !tombstone.expired(now_ms)))
+        })
+        .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.blocking(|db| db.begin_read().map(|_| ()).map_err(backend))
             .await
@@ -397,6 +459,8 @@ mod tests {
             start_steps: Vec::new(),
             project_path: None,
             started_by: None,
+            idle_timeout_ms: None,
+            max_age_ms: None,
             extra: Map::new(),
         }
     }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::{
     Capacity, HeartbeatOutcome, InsertOutcome, ScanPage, SessionRecord, SessionStore, StopClaim,
-    StoreError,
+    StoreError, Tombstone,
 };
 use crate::ids::UserId;
 use crate::metrics::Metrics;
@@ -98,6 +98,21 @@ impl SessionStore for MeteredStore {
 
     async fn scan(&self, cursor: Option<&str>, batch: usize) -> Result<ScanPage, StoreError> {
         self.counted("scan", self.inner.scan(cursor, batch).await)
+    }
+
+    async fn put_tombstone(&self, tombstone: &Tombstone) -> Result<(), StoreError> {
+        self.counted("put_tombstone", self.inner.put_tombstone(tombstone).await)
+    }
+
+    async fn get_tombstone(
+        &self,
+        user: &UserId,
+        now_ms: u64,
+    ) -> Result<Option<Tombstone>, StoreError> {
+        self.counted(
+            "get_tombstone",
+            self.inner.get_tombstone(user, now_ms).await,
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -12,11 +12,13 @@ pub mod embedded;
 pub mod metered;
 pub mod record;
 pub mod redis;
+pub mod tombstone;
 pub mod transition;
 
 use async_trait::async_trait;
 
 pub use record::{RecordError, SessionRecord, SessionStatus, StartStep, StepBegun};
+pub use tombstone::{StopCause, StopReason, Stopper, Tombstone};
 
 use crate::ids::UserId;
 
@@ -246,6 +248,18 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Reads one batch of about `batch` sessions starting at `cursor`
     /// (`None` for the first batch), without blocking the store.
     async fn scan(&self, cursor: Option<&str>, batch: usize) -> Result<ScanPage, StoreError>;
+
+    /// Keeps `tombstone` as the latest stopped session of its user until
+    /// its `expiresAt`, replacing any earlier one. Tombstones are kept
+    /// apart from session records: no scan, count or claim sees them.
+    async fn put_tombstone(&self, tombstone: &Tombstone) -> Result<(), StoreError>;
+
+    /// The latest tombstone of `user` that has not expired at `now_ms`.
+    async fn get_tombstone(
+        &self,
+        user: &UserId,
+        now_ms: u64,
+    ) -> Result<Option<Tombstone>, StoreError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -160,6 +160,25 @@ pub struct SessionRecord {
     /// token's name, `operator:{name}`); absent when nobody is counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
+    /// The idle timeout the start asked for (ms); absent: the Reaper's
+    /// `idle_timeout`. A value that is not a positive integer (a bad hand
+    /// edit) counts as absent, and the value is capped by
+    /// `session.max_idle_timeout` when used.
+    #[serde(
+        default,
+        deserialize_with = "lenient_policy_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idle_timeout_ms: Option<u64>,
+    /// The maximum age the start asked for (ms); absent: `session.max_age`.
+    /// A value that is not a positive integer counts as absent, and the
+    /// value is capped by `session.max_age` when that is set.
+    #[serde(
+        default,
+        deserialize_with = "lenient_policy_ms",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_age_ms: Option<u64>,
     /// Fields Vessel does not know, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -232,6 +251,21 @@ fn lenient_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Erro
     })
 }
 
+/// Reads a policy duration in milliseconds: a positive integer (or a
+/// numeric string, as a hand edit may write). Anything else (zero, a
+/// negative number, a fraction, text) is read as absent, so that a bad
+/// hand edit falls back to the operator's defaults rather than making the
+/// record unreadable (which would hide it from the Reaper).
+fn lenient_policy_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    let value = Value::deserialize(deserializer)?;
+    Ok(match &value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    }
+    .filter(|ms| *ms > 0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +301,25 @@ mod tests {
         record.start_step = None;
         assert!(record.vm_may_exist() && record.route_may_exist());
         assert!(!record.to_json().contains("startStep"));
+    }
+
+    #[test]
+    fn bad_policy_values_read_as_absent() {
+        for value in ["-5", "0", "\"soon\"", "1.5", "null", "{}"] {
+            let json = format!(
+                r#"{{"vmId":"vessel-a-0","lastHeartbeat":1,"idleTimeoutMs":{value},"maxAgeMs":{value}}}"#
+            );
+            let record = SessionRecord::from_json(json.as_bytes(), "a").unwrap();
+            assert_eq!(record.idle_timeout_ms, None, "{value}");
+            assert_eq!(record.max_age_ms, None, "{value}");
+        }
+        let record = SessionRecord::from_json(
+            br#"{"vmId":"vessel-a-0","lastHeartbeat":1,"idleTimeoutMs":"60000","maxAgeMs":18446744073709551615}"#,
+            "a",
+        )
+        .unwrap();
+        assert_eq!(record.idle_timeout_ms, Some(60_000));
+        assert_eq!(record.max_age_ms, Some(u64::MAX));
     }
 
     #[test]
@@ -306,6 +359,8 @@ mod tests {
             start_steps: Vec::new(),
             project_path: None,
             started_by: None,
+            idle_timeout_ms: None,
+            max_age_ms: None,
             extra: Map::new(),
         };
         let json: Value = serde_json::from_str(&record.to_json()).unwrap();

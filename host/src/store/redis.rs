@@ -20,7 +20,7 @@ use redis::{RedisError, Script};
 use super::transition::{self, Change, Transition};
 use super::{
     Capacity, HeartbeatOutcome, InsertOutcome, InvalidRecord, Over, ScanPage, SessionRecord,
-    SessionStore, StopClaim, StoreError,
+    SessionStore, StopClaim, StoreError, Tombstone,
 };
 use crate::ids::UserId;
 
@@ -142,6 +142,10 @@ return 1
 
 /// The prefix of lock keys (not sessions: `SCAN session:*` never sees them).
 pub const LOCK_PREFIX: &str = "vessel:lock:";
+
+/// The prefix of tombstone keys, `vessel:tombstone:{userId}`: outside
+/// `session:*`, so that scans and counts of sessions never see them.
+pub const TOMBSTONE_PREFIX: &str = "vessel:tombstone:";
 
 /// The store's scripts, loaded once.
 struct Scripts {
@@ -492,6 +496,45 @@ impl SessionStore for RedisStore {
                 .await?;
         }
         Ok(page)
+    }
+
+    async fn put_tombstone(&self, tombstone: &Tombstone) -> Result<(), StoreError> {
+        let mut conn = self.connection.clone();
+        // Redis forgets it once its retention has passed on Redis's clock;
+        // a read also checks `expiresAt` against the host's.
+        let ttl_ms = tombstone
+            .expires_at
+            .saturating_sub(tombstone.stopped_at)
+            .max(1);
+        let _: () = self
+            .bounded(
+                redis::cmd("SET")
+                    .arg(format!("{TOMBSTONE_PREFIX}{}", tombstone.user_id))
+                    .arg(tombstone.to_json())
+                    .arg("PX")
+                    .arg(ttl_ms)
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_tombstone(
+        &self,
+        user: &UserId,
+        now_ms: u64,
+    ) -> Result<Option<Tombstone>, StoreError> {
+        let mut conn = self.connection.clone();
+        let raw: Option<String> = self
+            .bounded(
+                redis::cmd("GET")
+                    .arg(format!("{TOMBSTONE_PREFIX}{user}"))
+                    .query_async(&mut conn),
+            )
+            .await?;
+        Ok(raw
+            .and_then(|raw| Tombstone::from_json(raw.as_bytes(), user))
+            .filter(|tombstone| !tombstone.expired(now_ms)))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
