@@ -158,6 +158,15 @@ async fn a_failed_start_streams_its_steps_then_the_error() {
         "{here:?}"
     );
     assert_eq!(there.last().unwrap().1["error"]["code"], "start_failed");
+    // ... and, from the start's tombstone, why and when.
+    let why = &there.last().unwrap().1;
+    assert_eq!(why["lastSession"]["reason"], "failed-start", "{why}");
+    assert!(
+        why["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{why}"
+    );
     // Undone: nothing is left.
     assert_eq!(other.api().status("bob").await.body["status"], "none");
     assert!(starting.vms().items().is_empty());

@@ -41,7 +41,7 @@ use super::error::ApiError;
 use super::model::SessionView;
 use crate::auth::Caller;
 use crate::ids::UserId;
-use crate::store::{SessionRecord, SessionStatus, StartStep};
+use crate::store::{SessionRecord, SessionStatus, StartStep, StopReason};
 
 /// How often the stream reads the record while a start runs.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -199,6 +199,7 @@ impl Watch {
                     let error = ApiError::from(error);
                     self.finish(error_event(error.code, &error.message));
                 }
+                Ok(None) if !first => self.ended_without_session().await,
                 Ok(record) => self.observe(record, first),
             }
         }
@@ -247,6 +248,48 @@ impl Watch {
                     ));
                 }
             }
+        }
+    }
+
+    /// The end of a stream whose start went away before it became active:
+    /// this host's own record of a background start's failure, else the
+    /// tombstone the start left (why it stopped, from any host), else that
+    /// it failed.
+    async fn ended_without_session(&mut self) {
+        let now = self.state.manager.clock().now_ms();
+        self.end_step(now);
+        if let Some(refusal) = self.state.background.take(&self.user) {
+            self.finish(json_event("error", &refusal));
+            return;
+        }
+        let tombstone = self
+            .state
+            .manager
+            .store()
+            .get_tombstone(&self.user, now)
+            .await
+            .ok()
+            .flatten();
+        match tombstone {
+            Some(tombstone) => {
+                let code = if tombstone.reason == StopReason::FailedStart {
+                    "start_failed"
+                } else {
+                    "stopped"
+                };
+                let view = SessionView::stopped(&self.user, tombstone);
+                self.finish(json_event(
+                    "error",
+                    &json!({
+                        "error": {"code": code, "message": view.message},
+                        "lastSession": view.last_session,
+                    }),
+                ));
+            }
+            None => self.finish(error_event(
+                "start_failed",
+                "the start failed and was undone; the host's log has the cause under the start's request id",
+            )),
         }
     }
 
