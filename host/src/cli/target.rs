@@ -137,7 +137,7 @@ mod tests {
         let url = |addr| resolve_url(None, None, listen(addr)).unwrap();
         assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080");
         assert_eq!(url("[::]:8080"), "http://[::1]:8080");
-        assert_eq!(url("10.1.2.3:9000"), "http://10.1.2.3:9000");
+        assert_eq!(url("127.0.0.5:9000"), "http://127.0.0.5:9000");
         // An empty variable counts as unset.
         let url = resolve_url(None, Some(" ".into()), listen("127.0.0.1:1"));
         assert_eq!(url.unwrap(), "http://127.0.0.1:1");

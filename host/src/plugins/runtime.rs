@@ -363,6 +363,8 @@ impl PluginRuntime {
             // configuration, which the name pins) compiled from this source.
             match unsafe { Component::deserialize(&self.engine, &code) } {
                 Ok(component) => return Ok(component),
+                // Compiling it again would be refused the same way.
+                Err(e) if exceeds_pool(&e) => return Err(load_refusal(e)),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compiled plugin")
                 }
@@ -380,16 +382,23 @@ impl PluginRuntime {
             tracing::warn!(dir = %cache.dir().display(), error = %e, "cannot cache compiled plugin");
         }
         // SAFETY: `compiled` was produced by this engine just now.
-        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(|e| {
-            // The pool checks a component's structure against the bounds
-            // of one call as it loads it.
-            let message = e.to_string();
-            if message.contains("pooling allocator") {
-                format!("it exceeds the sandbox's bounds on one call: {message}")
-            } else {
-                message
-            }
-        })
+        unsafe { Component::deserialize(&self.engine, &compiled) }.map_err(load_refusal)
+    }
+}
+
+/// Whether loading a component failed because the pool checked its
+/// structure against the bounds of one call as it loaded it.
+fn exceeds_pool(error: &wasmtime::Error) -> bool {
+    error.to_string().contains("pooling allocator")
+}
+
+/// Why a compiled component could not be loaded, in the words of a load
+/// error.
+fn load_refusal(error: wasmtime::Error) -> String {
+    if exceeds_pool(&error) {
+        format!("it exceeds the sandbox's bounds on one call: {error}")
+    } else {
+        error.to_string()
     }
 }
 
