@@ -192,6 +192,35 @@ async fn redis_heartbeats_take_one_round_trip_and_touch_nothing_else() {
     assert_eq!(beaten["lastHeartbeat"], 5_000);
     assert_eq!(beaten["audit"], nested["audit"]);
 
+    // Hand-written spellings the text surgery cannot place (the top-level
+    // key escaped, or spaced out) beside a literal look-alike nested in
+    // other data: the heartbeat still lands on the record's own fields.
+    let text = serde_json::to_string(&after).unwrap();
+    for spelled in [
+        r#""last\u0048eartbeat":"#,
+        r#""lastHeartbeat" : "#,
+        r#""lastHeartbeat":  "#,
+    ] {
+        let edited = text.replacen(r#""lastHeartbeat":"#, spelled, 1).replacen(
+            '{',
+            r#"{"audit":{"lastHeartbeat":1,"updatedAt":1},"#,
+            1,
+        );
+        assert_ne!(edited, text);
+        let mut conn = server.connection();
+        let () = ::redis::cmd("SET")
+            .arg("session:fast")
+            .arg(&edited)
+            .query(&mut conn)
+            .unwrap();
+        store.heartbeat(&user, 6_000).await.unwrap();
+        let beaten = server.get_json("session:fast").unwrap();
+        assert_eq!(beaten["lastHeartbeat"], 6_000, "{edited}");
+        assert_eq!(beaten["updatedAt"], 6_000, "{edited}");
+        assert_eq!(beaten["audit"]["lastHeartbeat"], 1, "{edited}");
+        assert_eq!(beaten["audit"]["updatedAt"], 1, "{edited}");
+    }
+
     // A copy of another user's record under mallory's key: refused, untouched.
     let mut forged = after.clone();
     forged["userId"] = serde_json::json!("mallory");

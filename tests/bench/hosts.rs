@@ -81,6 +81,7 @@ impl StoreHosts {
         redis_url: Option<&str>,
         root: &Path,
         sessions: usize,
+        threads: usize,
     ) -> Result<StoreHosts> {
         let project = project_dir(root, "project");
         let mut hosts = Vec::new();
@@ -103,7 +104,8 @@ impl StoreHosts {
                 roots = root.display().to_string(),
                 vm = mock_vm_table_with_liveness(liveness.name(), ""),
             );
-            let config = host_config_toml(&dir, port, "", &tables);
+            let top = format!("worker_threads = {threads}");
+            let config = host_config_toml(&dir, port, &top, &tables);
             let process =
                 HostProcess::start_binary(binary, &dir, &config, port, "vessel.log").await;
             let api = process.api();

@@ -46,6 +46,7 @@ mod load;
 mod plugin;
 mod reaper;
 mod report;
+mod resp;
 mod rss;
 mod scenario;
 mod stats;
@@ -96,6 +97,8 @@ pub struct Options {
     pub json: Option<PathBuf>,
     /// The `vessel` binary, if not the one next to the harness.
     pub vessel: Option<PathBuf>,
+    /// The hosts' `worker_threads` (0: the host's default, one per CPU).
+    pub host_threads: usize,
 }
 
 impl Default for Options {
@@ -109,6 +112,7 @@ impl Default for Options {
             only: Vec::new(),
             json: None,
             vessel: None,
+            host_threads: 0,
         }
     }
 }
@@ -194,6 +198,7 @@ OPTIONS:
                                (`-`: print JSON instead of markdown)
         --vessel <PATH>        the vessel binary to run [the one next to
                                this harness, built first under cargo run]
+        --host-threads <N>     the hosts' worker_threads [0: one per CPU]
     -h, --help                 print this help
 ";
 
@@ -296,6 +301,12 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
             ),
             "--json" => options.json = Some(PathBuf::from(value(&flag)?)),
             "--vessel" => options.vessel = Some(PathBuf::from(value(&flag)?)),
+            "--host-threads" => {
+                let raw = value(&flag)?;
+                options.host_threads = raw
+                    .parse()
+                    .map_err(|_| format!("{flag} takes a number of threads, not {raw:?}"))?;
+            }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -412,8 +423,10 @@ mod tests {
             "250ms",
             "--json",
             "-",
+            "--host-threads=1",
         ])
         .unwrap();
+        assert_eq!(o.host_threads, 1);
         assert_eq!(o.concurrency, vec![2, 64]);
         assert_eq!(o.cold_concurrency(), vec![2]);
         assert_eq!(o.reaper_sessions, vec![1000]);

@@ -12,8 +12,9 @@ use crate::stats::{human, human_mib, human_rate, micros};
 
 /// How the client shares the machine, said in every report.
 const CLIENT_NOTE: &str = "The client is this harness: closed loop (each worker sends its next \
-request as soon as its last is answered), one keep-alive HTTP/1.1 connection (hyper) or one \
-Redis connection per worker, on the same machine and cores as the hosts and redis-server, so \
+request as soon as its last is answered), one keep-alive HTTP/1.1 connection or one Redis \
+connection per worker, each spoken directly on its socket by the worker's own task (as `wrk` \
+and `redis-benchmark` do), on the same machine and cores as the hosts and redis-server, so \
 the client's own CPU is part of every row.";
 
 /// The check lines, `PASS  bar: detail`.
@@ -48,6 +49,16 @@ pub fn markdown(results: &Results) -> String {
         results.elapsed.as_secs_f64()
     );
     let _ = writeln!(out, "{CLIENT_NOTE}\n");
+    let _ = writeln!(
+        out,
+        "The hosts run with `worker_threads = {}`{}.\n",
+        o.host_threads,
+        if o.host_threads == 0 {
+            " (the default: one per CPU)"
+        } else {
+            ""
+        }
+    );
     if results.profile == "dev" {
         let _ = writeln!(
             out,
@@ -228,6 +239,7 @@ pub fn json(results: &Results) -> Value {
         "cpu_model": results.cpu_model,
         "elapsed_s": results.elapsed.as_secs_f64(),
         "duration_s": o.duration.as_secs_f64(),
+        "host_worker_threads": o.host_threads,
         "warmup_s": o.warmup.as_secs_f64(),
         "concurrency": o.concurrency,
         "stores": o.stores.iter().map(|s| s.name()).collect::<Vec<_>>(),

@@ -13,6 +13,7 @@ use crate::http::{Call, Connection};
 use crate::load::{self, Load, Window, Worker};
 use crate::plugin::PluginHost;
 use crate::reaper::{self, ReaperRow};
+use crate::resp::{Expect, RawRedis};
 use crate::stats::{human, human_rate};
 use crate::{Options, StoreKind, rss};
 
@@ -291,6 +292,7 @@ pub async fn run(options: &Options) -> Result<Results> {
             redis_url.as_deref(),
             &dir,
             options.max_concurrency(),
+            options.host_threads,
         )
         .await?;
         let mut measured = Ok(());
@@ -601,20 +603,12 @@ pub async fn redis_connection(url: &str) -> Result<redis::aio::MultiplexedConnec
 
 /// Sends one raw Redis command on a connection of its own.
 struct RedisWorker {
-    connection: redis::aio::MultiplexedConnection,
-    command: redis::Cmd,
-    write: bool,
+    connection: RawRedis,
 }
 
 impl Worker for RedisWorker {
     async fn call(&mut self) -> Result<()> {
-        if self.write {
-            let _: () = self.command.query_async(&mut self.connection).await?;
-        } else {
-            let value: Option<Vec<u8>> = self.command.query_async(&mut self.connection).await?;
-            ensure!(value.is_some(), "the value is missing");
-        }
-        Ok(())
+        self.connection.call().await
     }
 }
 
@@ -624,20 +618,16 @@ async fn raw_workers(url: &str, row: &Planned) -> Result<Vec<RedisWorker>> {
     let write = row.op == Op::RedisSet;
     let mut workers = Vec::with_capacity(row.concurrency);
     for i in 0..row.concurrency {
-        let mut command = redis::cmd(if write { "SET" } else { "GET" });
-        command.arg(raw_key(i));
-        if write {
-            command.arg(reaper::record(
-                &format!("raw-{i}"),
-                i,
-                mock_state::now_ms(),
-            )?);
-        }
-        workers.push(RedisWorker {
-            connection: redis_connection(url).await?,
-            command,
-            write,
-        });
+        let key = raw_key(i);
+        let connection = if write {
+            let value = reaper::record(&format!("raw-{i}"), i, mock_state::now_ms())?;
+            let args: [&[u8]; 3] = [b"SET", key.as_bytes(), value.as_bytes()];
+            RawRedis::open(url, &args, Expect::Ok).await?
+        } else {
+            let args: [&[u8]; 2] = [b"GET", key.as_bytes()];
+            RawRedis::open(url, &args, Expect::Value).await?
+        };
+        workers.push(RedisWorker { connection });
     }
     Ok(workers)
 }

@@ -2,9 +2,7 @@
 //! bearer token, which becomes the request's [`Caller`]; handlers then
 //! check that the caller may act on the user it names.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,7 +26,7 @@ pub struct ClientAddr(pub Option<std::net::IpAddr>);
 /// answers 401 (no, malformed, expired or badly signed token) or 403
 /// (`/metrics` without an operator token where one is needed).
 pub async fn authenticate(
-    State(authenticator): State<Arc<Authenticator>>,
+    authenticator: &Authenticator,
     mut request: Request,
     next: Next,
 ) -> Response {

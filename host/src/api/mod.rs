@@ -41,9 +41,21 @@ use crate::session::SessionManager;
 pub use error::{ApiError, ErrorCode};
 use rate::StartLimiter;
 
-/// What the handlers and middleware share.
+/// What the handlers and middleware share: one `Arc`, since the router
+/// clones its state for every request.
 #[derive(Clone)]
-pub struct ApiState {
+pub struct ApiState(Arc<ApiShared>);
+
+impl std::ops::Deref for ApiState {
+    type Target = ApiShared;
+
+    fn deref(&self) -> &ApiShared {
+        &self.0
+    }
+}
+
+/// The parts of [`ApiState`].
+pub struct ApiShared {
     /// The session manager.
     pub manager: Arc<SessionManager>,
     /// Checks the callers' tokens.
@@ -61,12 +73,12 @@ impl ApiState {
         authenticator: Arc<Authenticator>,
         config: &Config,
     ) -> ApiState {
-        ApiState {
+        ApiState(Arc::new(ApiShared {
             manager,
             authenticator,
             limiter: Arc::new(StartLimiter::new(&config.limits)),
             background: Arc::default(),
-        }
+        }))
     }
 }
 
@@ -76,10 +88,25 @@ impl FromRef<ApiState> for Arc<SessionManager> {
     }
 }
 
-/// The API's routes. Layers, from the outside in: the request id, the
-/// response counter, the request time limit, the token check, the body
-/// size limit.
+/// What the one middleware around every request needs.
+struct Frame {
+    manager: Arc<SessionManager>,
+    authenticator: Arc<Authenticator>,
+    time_limit: Duration,
+}
+
+/// The API's routes. Around them, in one middleware (one layer costs a
+/// clone of the routes' service and a boxed future per request, so four
+/// layers cost four), from the outside in: the request id
+/// ([`request_id`]), the response counter ([`count_responses`]), the
+/// request time limit ([`limit_time`]) and the token check
+/// ([`auth::authenticate`]); then the body size limit.
 pub fn router(state: ApiState, config: &Config) -> Router {
+    let frame = Arc::new(Frame {
+        manager: state.manager.clone(),
+        authenticator: state.authenticator.clone(),
+        time_limit: config.request_timeout(),
+    });
     Router::new()
         .route("/start", post(handlers::start))
         .route("/stop", post(handlers::stop))
@@ -97,19 +124,27 @@ pub fn router(state: ApiState, config: &Config) -> Router {
             config.http.body_limit_bytes,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            state.authenticator.clone(),
-            auth::authenticate,
+            frame,
+            around_every_request,
         ))
-        .layer(axum::middleware::from_fn_with_state(
-            config.request_timeout(),
-            limit_time,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.manager.clone(),
-            count_responses,
-        ))
-        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(state)
+}
+
+/// The one middleware: see [`router`].
+async fn around_every_request(
+    axum::extract::State(frame): axum::extract::State<Arc<Frame>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    request_id::assign(request, |request| {
+        count_responses(&frame.manager, request, |request| {
+            limit_time(
+                frame.time_limit,
+                auth::authenticate(&frame.authenticator, request, next),
+            )
+        })
+    })
+    .await
 }
 
 /// A path the API does not have: 404 in the one error shape.
@@ -133,11 +168,10 @@ async fn method_not_allowed(method: axum::http::Method) -> ApiError {
 /// Answers 408 when a request (reading its body included) takes longer
 /// than `http.request_timeout`.
 async fn limit_time(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
+    limit: Duration,
+    handling: impl std::future::Future<Output = axum::response::Response>,
 ) -> axum::response::Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
+    match tokio::time::timeout(limit, handling).await {
         Ok(response) => response,
         Err(_) => ApiError::request_timeout(limit).into_response(),
     }
@@ -149,15 +183,19 @@ async fn limit_time(
 /// (`vessel_http_request_duration_seconds`). The route is the template the
 /// router matched (`/status/{userId}`), never the path, so user ids and
 /// arbitrary paths cannot become label values.
-async fn count_responses(
-    axum::extract::State(manager): axum::extract::State<Arc<SessionManager>>,
+async fn count_responses<F, Fut>(
+    manager: &SessionManager,
     request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
+    inner: F,
+) -> axum::response::Response
+where
+    F: FnOnce(axum::extract::Request) -> Fut,
+    Fut: std::future::Future<Output = axum::response::Response>,
+{
     let started = std::time::Instant::now();
     let endpoint = endpoint_of(request.uri().path());
     let route = request.extensions().get::<MatchedPath>().cloned();
-    let response = next.run(request).await;
+    let response = inner(request).await;
     let status = response.status().as_u16();
     let metrics = manager.metrics();
     metrics.count_response(endpoint, status);

@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
@@ -61,8 +60,13 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
-/// Gives the request its id for its whole life, and the answer its header.
-pub async fn assign(request: Request, next: Next) -> Response {
+/// Gives the request its id for its whole life (`inner`, the rest of its
+/// handling, runs with it), and the answer its header.
+pub async fn assign<F, Fut>(request: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let id = request
         .headers()
         .get(HEADER)
@@ -71,7 +75,7 @@ pub async fn assign(request: Request, next: Next) -> Response {
         .map_or_else(next_id, str::to_string);
     let span = tracing::info_span!("request", request_id = %id);
     let mut response = REQUEST_ID
-        .scope(id.clone(), next.run(request).instrument(span))
+        .scope(id.clone(), inner(request).instrument(span))
         .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);

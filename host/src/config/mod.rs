@@ -29,6 +29,9 @@ pub use security::{AuthConfig, AuthMode, HttpConfig, LimitsConfig, MetricsAccess
 /// verbatim (both are tested).
 pub const DEFAULT_FILE: &str = include_str!("default.toml");
 
+/// The most `worker_threads` a configuration may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// The whole configuration.
 ///
 /// Every table and field is optional in a file; what a file leaves out
@@ -58,6 +61,12 @@ pub struct Config {
     /// a restart) once their lease expires. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// How many threads serve the API, the store and the plugin calls.
+    /// Default `0`: one per CPU. A host that shares its machine with the
+    /// VMs it runs (and with Redis) may do more with fewer: on a 2-core
+    /// machine under load, one thread wastes less time handing work between
+    /// threads than two (see the README's Performance section). At most 1024.
+    pub worker_threads: usize,
     /// The VM and proxy drivers.
     pub plugins: PluginsConfig,
     /// Who may call the API.
@@ -78,6 +87,7 @@ impl Default for Config {
             reaper: ReaperConfig::default(),
             reconcile: ReconcileConfig::default(),
             shutdown_grace: Duration::from_secs(30),
+            worker_threads: 0,
             plugins: PluginsConfig::default(),
             auth: AuthConfig::default(),
             http: HttpConfig::default(),
@@ -838,6 +848,12 @@ impl Config {
     /// Checks the values that parse but cannot work together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.worker_threads > MAX_WORKER_THREADS {
+            return invalid(format!(
+                "worker_threads = {} is more than {MAX_WORKER_THREADS}; 0 means one per CPU",
+                self.worker_threads
+            ));
+        }
         if self.session.ports.is_empty() {
             return invalid(
                 "session.ports is empty: name at least one port, e.g. ports = [8080]".into(),
@@ -1291,6 +1307,18 @@ mod tests {
         ] {
             assert!(printed.contains(note), "{note:?} in:\n{printed}");
         }
+    }
+
+    #[test]
+    fn worker_threads_are_bounded() {
+        let config = Config::from_toml("worker_threads = 2").unwrap();
+        assert_eq!(config.worker_threads, 2);
+        config.validate().unwrap();
+        let error = Config::from_toml("worker_threads = 100000")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(error.to_string().contains("worker_threads"), "{error}");
     }
 
     #[test]

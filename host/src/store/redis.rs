@@ -80,32 +80,55 @@ return 1
 /// an active record bound to its key (its `userId` the key's user, its
 /// `vmId` one of the user's) gets its top-level `lastHeartbeat` and
 /// `updatedAt` set in place, by string surgery rather than re-encoding in
-/// Lua (which would reorder and reformat fields Vessel does not know); the
-/// result is decoded again to check that the surgery changed the top-level
-/// fields and nothing nested. Returns `{"updated", json}`, `{"missing"}`, or
-/// `{"slow"}` for anything else (not active, edited by hand into an unusual
-/// shape, corrupt), which the caller decides through the compare-and-set
-/// path, with the same rules as every other change.
+/// Lua (which would reorder and reformat fields Vessel does not know).
+///
+/// The record is decoded once, for its fields; the surgery then needs no
+/// second decode, because it only runs where the text leaves no doubt which
+/// occurrence is the top-level one: no `\u` escape anywhere (the only way a
+/// key made of letters can be spelled other than literally), so the decoded
+/// top-level key is written out literally; the literal `"lastHeartbeat"`
+/// (and `"updatedAt"`) occurs exactly once, so that occurrence is it (a
+/// look-alike nested in other data, or in a string, makes two); and it is
+/// followed by `:`, digits and `,` or `}`, so the digits are its whole value.
+/// Returns `{"updated", json}`, `{"missing"}`, or `{"slow"}` for anything
+/// else (not active, edited by hand into an unusual shape, corrupt), which
+/// the caller decides through the compare-and-set path, with the same
+/// rules as every other change.
 const HEARTBEAT: &str = r#"
 local current = redis.call('GET', KEYS[1])
 if not current then return {'missing'} end
+local find = string.find
+if find(current, '\\u', 1, true) then return {'slow'} end
 local ok, record = pcall(cjson.decode, current)
-if not ok or type(record) ~= 'table' then return {'slow'} end
-if record.status ~= 'active' or record.userId ~= ARGV[2] then return {'slow'} end
+if not ok or type(record) ~= 'table' or record.status ~= 'active' or record.userId ~= ARGV[2]
+  or type(record.lastHeartbeat) ~= 'number' or type(record.updatedAt) ~= 'number' then
+  return {'slow'}
+end
 local owned = false
 for i = 3, #ARGV do
   if record.vmId == ARGV[i] then owned = true end
 end
 if not owned then return {'slow'} end
+local function once(key)
+  local at = find(current, key, 1, true)
+  if not at or find(current, key, at + 1, true) then return nil end
+  return at
+end
+local beat = once('"lastHeartbeat"')
+local stamp = once('"updatedAt"')
+if not beat or not stamp then return {'slow'} end
+-- The value's last digit + 1: the ',' or '}' after it.
+local _, beat_end = find(current, '^:%d+[,}]', beat + 15)
+local _, stamp_end = find(current, '^:%d+[,}]', stamp + 11)
+if not beat_end or not stamp_end then return {'slow'} end
 local now = ARGV[1]
-local beaten, beats = string.gsub(current, '"lastHeartbeat":%d+([,}])', '"lastHeartbeat":' .. now .. '%1')
-if beats ~= 1 then return {'slow'} end
-local stamped, stamps = string.gsub(beaten, '"updatedAt":%d+([,}])', '"updatedAt":' .. now .. '%1')
-if stamps ~= 1 then return {'slow'} end
-local checked, result = pcall(cjson.decode, stamped)
-if not checked or result.lastHeartbeat ~= tonumber(now) or result.updatedAt ~= tonumber(now)
-  or result.status ~= 'active' then
-  return {'slow'}
+local stamped
+if beat < stamp then
+  stamped = string.sub(current, 1, beat + 15) .. now .. string.sub(current, beat_end, stamp + 11)
+    .. now .. string.sub(current, stamp_end)
+else
+  stamped = string.sub(current, 1, stamp + 11) .. now .. string.sub(current, stamp_end, beat + 15)
+    .. now .. string.sub(current, beat_end)
 end
 redis.call('SET', KEYS[1], stamped)
 return {'updated', stamped}
