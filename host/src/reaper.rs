@@ -170,8 +170,45 @@ impl Reaper {
         report
     }
 
-    /// Scans the store page by page, reaping each page's candidates.
+    /// Scans the store page by page and reaps the candidates it finds. The
+    /// scan reads on while candidates are being stopped (at most
+    /// `concurrency` at a time, and at most a page of candidates waiting),
+    /// so a sweep takes about as long as the longer of the two, not their
+    /// sum.
     async fn scan_and_reap(&self, report: &mut SweepReport) {
+        let batch = self.config.batch_size.max(1);
+        let (found, waiting) = tokio::sync::mpsc::channel(batch);
+        let scanning = self.scan_candidates(report, found);
+        let reaping = async {
+            futures::stream::unfold(waiting, |mut waiting| async move {
+                waiting.recv().await.map(|candidate| (candidate, waiting))
+            })
+            .map(|(record, reason, now)| self.reap(record, reason, now))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect::<Vec<Outcome>>()
+            .await
+        };
+        let ((), outcomes) = tokio::join!(scanning, reaping);
+        for outcome in outcomes {
+            match outcome {
+                Outcome::Stopped(Reason::Idle { .. }) => report.reaped += 1,
+                Outcome::Stopped(Reason::MaxAge) => report.aged_out += 1,
+                Outcome::Stopped(Reason::Stuck) => report.unstuck += 1,
+                Outcome::WouldStop => report.would_stop += 1,
+                Outcome::Failed => report.failed += 1,
+                Outcome::Skipped => {}
+            }
+        }
+    }
+
+    /// The scan half of [`Reaper::scan_and_reap`]: counts what it reads
+    /// into `report` and hands each candidate to `found` (dropping it at
+    /// the end tells the reaping half that no more are coming).
+    async fn scan_candidates(
+        &self,
+        report: &mut SweepReport,
+        found: tokio::sync::mpsc::Sender<(SessionRecord, Reason, u64)>,
+    ) {
         let mut cursor: Option<String> = None;
         loop {
             let page = match self
@@ -196,24 +233,10 @@ impl Reaper {
                 tracing::warn!(event = "record.corrupt", key = %invalid.key, reason = %invalid.reason, "reaper skips a corrupt session record; fix or delete it");
             }
             let now = self.manager.clock().now_ms();
-            let candidates: Vec<(SessionRecord, Reason)> = page
-                .records
-                .into_iter()
-                .filter_map(|record| self.reason(&record, now).map(|reason| (record, reason)))
-                .collect();
-            let outcomes: Vec<Outcome> = futures::stream::iter(candidates)
-                .map(|(record, reason)| self.reap(record, reason, now))
-                .buffer_unordered(self.config.concurrency.max(1))
-                .collect()
-                .await;
-            for outcome in outcomes {
-                match outcome {
-                    Outcome::Stopped(Reason::Idle { .. }) => report.reaped += 1,
-                    Outcome::Stopped(Reason::MaxAge) => report.aged_out += 1,
-                    Outcome::Stopped(Reason::Stuck) => report.unstuck += 1,
-                    Outcome::WouldStop => report.would_stop += 1,
-                    Outcome::Failed => report.failed += 1,
-                    Outcome::Skipped => {}
+            for record in page.records {
+                if let Some(reason) = self.reason(&record, now) {
+                    // The reaping half only ends after this half does.
+                    let _ = found.send((record, reason, now)).await;
                 }
             }
             match page.next {

@@ -268,9 +268,13 @@ fn reaper_check(results: &Results) -> Check {
         bar,
         verdict: Verdict::of(row.sweep < SWEEP_BOUND && worst <= PROBE_BOUND),
         detail: format!(
-            "sweep {}, the watching client's worst wait {}",
+            "sweep {}, the watching client's worst wait {} (Redis's longest command {})",
             human(row.sweep),
-            human(worst)
+            human(worst),
+            row.longest_command.map_or_else(
+                || format!("< {}", human(crate::reaper::SLOW_COMMAND)),
+                human
+            )
         ),
     }
 }

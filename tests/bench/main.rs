@@ -55,6 +55,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+/// The `vessel` binary's allocator, so that what runs in this process (the
+/// Reaper row's sweeper, the in-process plugin rows) allocates as the host
+/// does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The stores the harness can measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StoreKind {

@@ -67,7 +67,16 @@ pub struct ReaperRow {
     pub probe: Option<Summary>,
     /// The sweeping process's peak resident memory, in bytes.
     pub sweeper_peak_rss: Option<u64>,
+    /// The longest command Redis ran during the sweep, from its slow log
+    /// (`None`: none took [`SLOW_COMMAND`] or more). Redis runs one command
+    /// at a time, so this is how long the sweep itself could hold another
+    /// client up; the watching client's worst wait adds what sharing the
+    /// machine's cores costs it.
+    pub longest_command: Option<Duration>,
 }
+
+/// The slow log's threshold during a sweep.
+pub const SLOW_COMMAND: Duration = Duration::from_micros(500);
 
 /// Fills `redis` with `sessions` records (1 % idle) and measures one sweep
 /// over them, the sweeper working under `dir`.
@@ -101,6 +110,24 @@ pub async fn run(redis: &RedisServer, sessions: usize, dir: &Path) -> Result<Rea
     let config_path = dir.join("vessel.toml");
     std::fs::write(&config_path, config)?;
 
+    for (name, value) in [
+        (
+            "slowlog-log-slower-than",
+            SLOW_COMMAND.as_micros().to_string(),
+        ),
+        ("slowlog-max-len", "1024".to_string()),
+    ] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query_async(&mut connection)
+            .await?;
+    }
+    let _: () = redis::cmd("SLOWLOG")
+        .arg("RESET")
+        .query_async(&mut connection)
+        .await?;
     let recording = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let probe = tokio::spawn(watch(
@@ -113,6 +140,12 @@ pub async fn run(redis: &RedisServer, sessions: usize, dir: &Path) -> Result<Rea
     done.store(true, Ordering::Relaxed);
     let latencies = probe.await.context("the watching client")??;
     let swept = swept?;
+    let slow: Vec<redis::Value> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1024)
+        .query_async(&mut connection)
+        .await?;
+    let longest_command = slow.iter().filter_map(slow_entry_micros).max();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut connection).await?;
 
     let count = |field: &str| swept[field].as_u64().unwrap_or_default();
@@ -127,12 +160,25 @@ pub async fn run(redis: &RedisServer, sessions: usize, dir: &Path) -> Result<Rea
         failed: count("failed"),
         probe: latencies.summary(),
         sweeper_peak_rss: swept["peak_rss_bytes"].as_u64(),
+        longest_command: longest_command.map(Duration::from_micros),
     };
     ensure!(
         row.scanned == sessions as u64 && row.reaped == idle as u64 && row.failed == 0,
         "the sweep over {sessions} sessions ({idle} idle) did not do its job: {swept}"
     );
     Ok(row)
+}
+
+/// How long a slow log entry's command ran, in µs (an entry is an array
+/// of id, time, duration, arguments, ...).
+fn slow_entry_micros(entry: &redis::Value) -> Option<u64> {
+    match entry {
+        redis::Value::Array(fields) => match fields.get(2)? {
+            redis::Value::Int(micros) => u64::try_from(*micros).ok(),
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// The user of session `n`.

@@ -131,18 +131,22 @@ pub fn markdown(results: &Results) -> String {
         let _ = writeln!(
             out,
             "| sessions | idle reaped | sweep | other client p99.9 | other client worst | \
-             sweeper peak RSS | Redis memory | fill |"
+             longest Redis command | sweeper peak RSS | Redis memory | fill |"
         );
-        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for row in &results.reaper {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 row.sessions,
                 row.reaped,
                 human(row.sweep),
                 row.probe.map_or("–".into(), |p| human(p.p999)),
                 row.probe.map_or("–".into(), |p| human(p.max)),
+                row.longest_command.map_or_else(
+                    || format!("< {}", human(crate::reaper::SLOW_COMMAND)),
+                    human
+                ),
                 row.sweeper_peak_rss.map_or("–".into(), human_mib),
                 row.redis_memory.map_or("–".into(), human_mib),
                 human(row.fill),
@@ -218,6 +222,7 @@ pub fn json(results: &Results) -> Value {
                 "probe_p999_us": row.probe.map(|p| micros(p.p999)),
                 "probe_max_us": row.probe.map(|p| micros(p.max)),
                 "sweeper_peak_rss_bytes": row.sweeper_peak_rss,
+                "longest_redis_command_us": row.longest_command.map(micros),
                 "redis_used_memory_bytes": row.redis_memory,
             })
         })

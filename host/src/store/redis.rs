@@ -488,15 +488,22 @@ impl SessionStore for RedisStore {
         if keys.is_empty() {
             return Ok(page);
         }
-        let values: Vec<Option<String>> = self
-            .bounded(redis::cmd("MGET").arg(&keys).query_async(&mut conn))
-            .await?;
-        let mut present = Vec::with_capacity(keys.len());
-        for (key, value) in keys.into_iter().zip(values) {
+        // The records and the index in one round trip. Every scanned user
+        // joins the index, so that records written by hand (or before the
+        // index existed) count toward the capacity; one whose record is
+        // deleted between SCAN and MGET is dropped again by the next insert
+        // that finds the store full.
+        let users: Vec<&str> = keys
+            .iter()
+            .map(|key| key.strip_prefix(KEY_PREFIX).unwrap_or(key))
+            .collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET").arg(&keys);
+        pipe.cmd("SADD").arg(INDEX_KEY).arg(&users).ignore();
+        let (values,): (Vec<Option<String>>,) = self.bounded(pipe.query_async(&mut conn)).await?;
+        for ((key, user), value) in keys.iter().zip(&users).zip(values) {
             // A key deleted between SCAN and MGET is simply gone.
             let Some(raw) = value else { continue };
-            let user = key.strip_prefix(KEY_PREFIX).unwrap_or(&key);
-            present.push(user.to_string());
             match parse(&raw, user) {
                 Ok(record) => page.records.push(record),
                 Err(e) => page.invalid.push(InvalidRecord {
@@ -504,19 +511,6 @@ impl SessionStore for RedisStore {
                     reason: e.to_string(),
                 }),
             }
-        }
-        // Count records written by hand (or before the index existed) toward
-        // the capacity. A member whose record is deleted meanwhile is dropped
-        // by the next insert that finds the store full.
-        if !present.is_empty() {
-            let _: i64 = self
-                .bounded(
-                    redis::cmd("SADD")
-                        .arg(INDEX_KEY)
-                        .arg(&present)
-                        .query_async(&mut conn),
-                )
-                .await?;
         }
         Ok(page)
     }
