@@ -63,9 +63,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How many threads serve the API, the store and the plugin calls.
     /// Default `0`: one per CPU. A host that shares its machine with the
-    /// VMs it runs (and with Redis) may do more with fewer: on a 2-core
-    /// machine under load, one thread wastes less time handing work between
-    /// threads than two (see the README's Performance section). At most 1024.
+    /// VMs it runs may want fewer, to leave them the rest; plugin calls
+    /// (`liveness = "inspect"`, cold starts) gain most from more (see the
+    /// README's Performance section). At most 1024.
     pub worker_threads: usize,
     /// The VM and proxy drivers.
     pub plugins: PluginsConfig,
