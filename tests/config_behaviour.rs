@@ -189,3 +189,40 @@ async fn an_empty_redis_url_in_the_file_starts_on_the_embedded_store() {
     );
     assert!(dir.path().join("data/sessions.redb").exists());
 }
+
+#[tokio::test]
+async fn a_relative_data_dir_still_gives_drivers_absolute_paths() {
+    // The default `data_dir` is `.vessel`, relative to where the host was
+    // started. A driver is handed the staged copy of the project to copy
+    // into the VM, and cannot know the host's working directory: the path
+    // it gets must be absolute (the mock, like any sound driver, refuses a
+    // relative one), or every cold start on the defaults fails.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let absolute = format!("data_dir = \"{}\"", dir.path().join("data").display());
+    let config = host_config_toml(dir.path(), port, "", "");
+    assert!(config.contains(&absolute), "{config}");
+    let config = config.replace(&absolute, "data_dir = \"data\"");
+    let project = dir.path().join("project");
+    std::fs::create_dir(&project).unwrap();
+    std::fs::write(project.join("README.md"), "hello\n").unwrap();
+
+    let host = HostProcess::start(dir.path(), &config, port, "host.log").await;
+    let started = host.api().start("alice", &project).await;
+
+    assert_eq!(
+        started.status,
+        200,
+        "{:?}\n{}",
+        started.body,
+        host.log_text()
+    );
+    assert_eq!(started.body["status"], "active", "{:?}", started.body);
+    let vms = vessel_tests::MockState {
+        dir: dir.path().join("data/mock-vm"),
+    };
+    assert_eq!(
+        vms.count_ok("copy-to", started.body["vmId"].as_str().unwrap()),
+        1
+    );
+}

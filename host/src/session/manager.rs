@@ -48,7 +48,7 @@ pub struct SessionSettings {
     pub project_roots: ProjectRoots,
     /// How a project is staged before it is copied into the VM.
     pub staging: StagingPolicy,
-    /// Where staged copies of projects are made.
+    /// Where staged copies of projects are made: an absolute path.
     pub staging_dir: PathBuf,
     /// The bound of a cold start.
     pub start_timeout: Duration,
@@ -92,7 +92,12 @@ impl SessionSettings {
                 max_bytes: session.project_max_bytes,
                 max_entries: session.project_max_entries,
             },
-            staging_dir: config.data_dir.join("staging"),
+            // Absolute, whatever `data_dir` is: a driver is given the
+            // staged copy's path and cannot know the host's working
+            // directory (`std::path::absolute` only fails without one, and
+            // then the relative path is all there is).
+            staging_dir: std::path::absolute(config.data_dir.join("staging"))
+                .unwrap_or_else(|_| config.data_dir.join("staging")),
             start_timeout: session.start_timeout,
             stop_timeout: session.stop_timeout,
             liveness: config.plugins.vm.liveness,
