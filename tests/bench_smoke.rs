@@ -149,7 +149,7 @@ fn a_quick_run_reports_every_row_and_checks_the_bar() {
     // Every check of the bar has a verdict; the 1,000,000-session sweep
     // was not run, so its check is skipped, not passed.
     let checks = report["checks"].as_array().expect("checks");
-    assert_eq!(checks.len(), 9, "{report}");
+    assert_eq!(checks.len(), 10, "{report}");
     for check in checks {
         assert!(
             ["PASS", "MISS", "SKIP"].contains(&check["verdict"].as_str().unwrap_or_default()),
@@ -165,6 +165,16 @@ fn a_quick_run_reports_every_row_and_checks_the_bar() {
         })
         .expect("the Reaper check");
     assert_eq!(reaper_check["verdict"], "SKIP", "{reaper_check}");
+    // The plugin-call row was measured, so its check has a verdict.
+    let plugin_check = checks
+        .iter()
+        .find(|c| {
+            c["bar"]
+                .as_str()
+                .is_some_and(|bar| bar.starts_with("one mock plugin call"))
+        })
+        .expect("the plugin-call check");
+    assert_ne!(plugin_check["verdict"], "SKIP", "{plugin_check}");
 
     // The markdown has the table and the check lines.
     assert!(
@@ -183,7 +193,7 @@ fn a_quick_run_reports_every_row_and_checks_the_bar() {
                 .any(|v| l.starts_with(v))
         })
         .count();
-    assert_eq!(verdicts, 9, "{table}");
+    assert_eq!(verdicts, 10, "{table}");
 }
 
 #[test]

@@ -58,6 +58,8 @@ const SWEEP_BOUND: Duration = Duration::from_secs(10);
 const PROBE_BOUND: Duration = Duration::from_millis(5);
 /// The embedded store's heartbeat rate at c=32 must reach this.
 const EMBEDDED_HEARTBEATS: f64 = 10_000.0;
+/// One mock plugin call through the runtime: its median must stay under this.
+const PLUGIN_CALL_BOUND: Duration = Duration::from_micros(25);
 /// No host may use more memory than this.
 const RSS_BOUND: u64 = 100 * 1024 * 1024;
 
@@ -70,6 +72,7 @@ pub fn checks(results: &Results) -> Vec<Check> {
         format!("c={c} (the bar is at c={BAR_CONCURRENCY})")
     };
     let mut checks = vec![
+        plugin_call_check(results),
         against_raw(results, Op::Status, Op::RedisGet, 0.5, c, &at),
         against_raw(results, Op::Heartbeat, Op::RedisSet, 0.4, c, &at),
     ];
@@ -175,6 +178,26 @@ fn skip(bar: String) -> Check {
         bar,
         verdict: Verdict::Skip,
         detail: "not measured (or it failed) in this run".into(),
+    }
+}
+
+/// The mock VM's `inspect` through the plugin runtime, in-process at c=1:
+/// its median under 25 µs, shown beside the same work done natively.
+fn plugin_call_check(results: &Results) -> Check {
+    let bar = "one mock plugin call (inspect) through the runtime: median < 25 µs".to_string();
+    let Some(plugin) = ok_row(results, Op::PluginInspect, None, 1).and_then(|r| r.load.summary())
+    else {
+        return skip(bar);
+    };
+    let native = ok_row(results, Op::NativeInspect, None, 1)
+        .and_then(|r| r.load.summary())
+        .map_or(String::new(), |native| {
+            format!("; the same work natively {}", human(native.p50))
+        });
+    Check {
+        bar,
+        verdict: Verdict::of(plugin.p50 < PLUGIN_CALL_BOUND),
+        detail: format!("p50 {}{native}", human(plugin.p50)),
     }
 }
 
