@@ -460,7 +460,15 @@ async fn calls_beyond_the_pool_wait_for_a_slot_outside_their_time_limit() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("granted")).unwrap();
     std::fs::create_dir_all(dir.path().join("readonly")).unwrap();
-    let config = hostile_config(dir.path());
+    let mut config = hostile_config(dir.path());
+    // The sleeps themselves get room: on a loaded machine spawning
+    // `/bin/sleep 0.25` can take longer than the grant's usual 300 ms, and
+    // this test is about the wait for a slot, not the exec limit.
+    for grant in &mut config.plugins.vm.grants.exec {
+        if grant.name.as_deref() == Some("sleep") {
+            grant.max_timeout = Duration::from_millis(900);
+        }
+    }
     let size = PoolSize {
         slots: 1,
         ..PoolSize::default()
