@@ -66,6 +66,14 @@ fn number(value: &Value, field: &str) -> f64 {
         .unwrap_or_else(|| panic!("{field} is not a number in {value}"))
 }
 
+/// The check of the bar whose text starts with `prefix`.
+fn check_starting<'a>(checks: &'a [Value], prefix: &str) -> &'a Value {
+    checks
+        .iter()
+        .find(|c| c["bar"].as_str().is_some_and(|bar| bar.starts_with(prefix)))
+        .unwrap_or_else(|| panic!("no check starts with {prefix:?}"))
+}
+
 /// Checks one load row: answered, without errors, percentiles in order.
 fn check_row(row: &Value) {
     assert_eq!(row["errors"], 0, "{row}");
@@ -156,24 +164,10 @@ fn a_quick_run_reports_every_row_and_checks_the_bar() {
             "{check}"
         );
     }
-    let reaper_check = checks
-        .iter()
-        .find(|c| {
-            c["bar"]
-                .as_str()
-                .is_some_and(|bar| bar.starts_with("Reaper"))
-        })
-        .expect("the Reaper check");
+    let reaper_check = check_starting(checks, "Reaper");
     assert_eq!(reaper_check["verdict"], "SKIP", "{reaper_check}");
     // The plugin-call row was measured, so its check has a verdict.
-    let plugin_check = checks
-        .iter()
-        .find(|c| {
-            c["bar"]
-                .as_str()
-                .is_some_and(|bar| bar.starts_with("one mock plugin call"))
-        })
-        .expect("the plugin-call check");
+    let plugin_check = check_starting(checks, "one mock plugin call");
     assert_ne!(plugin_check["verdict"], "SKIP", "{plugin_check}");
 
     // The markdown has the table and the check lines.

@@ -1040,18 +1040,12 @@ impl Config {
     /// (the data directory with its keys and store, the compiled-plugin
     /// cache, the staged projects), if it would.
     fn holds_own_files(&self, host: &Path) -> Option<&'static str> {
-        let absolute = |path: &Path| {
-            std::path::absolute(path)
-                .map(|p| crate::paths::normalize(&p))
-                .unwrap_or_else(|_| crate::paths::normalize(path))
-        };
         let granted = absolute(&self.expand(host));
-        let data_dir = absolute(&self.data_dir);
-        if data_dir.starts_with(&granted) {
+        if absolute(&self.data_dir).starts_with(&granted) {
             Some("is Vessel's data directory or holds it")
         } else if granted.starts_with(absolute(&self.plugin_cache_dir())) {
             Some("is inside the compiled-plugin cache")
-        } else if granted.starts_with(data_dir.join("staging")) {
+        } else if granted.starts_with(self.staging_dir()) {
             Some("is inside the staging area of projects")
         } else {
             None
@@ -1072,6 +1066,13 @@ impl Config {
             Some(path) => self.expand(path),
             None => self.data_dir.join("sessions.redb"),
         }
+    }
+
+    /// Where staged copies of projects are made: `{data_dir}/staging`, as
+    /// an absolute path whatever `data_dir` is, since drivers are given
+    /// paths under it and cannot know the host's working directory.
+    pub fn staging_dir(&self) -> PathBuf {
+        absolute(&self.data_dir.join("staging"))
     }
 
     /// The compiled-plugin cache directory.
@@ -1104,6 +1105,15 @@ impl Config {
 /// configured: beside itself, then the workspace's plugin build output
 /// (the binary is `target/<profile>/vessel`, plugins are in
 /// `target/wasm32-wasip2/plugin/`).
+/// `path` made absolute against the working directory and normalised
+/// (`.` and `..` resolved by name); only normalised when there is no
+/// working directory.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path)
+        .map(|p| crate::paths::normalize(&p))
+        .unwrap_or_else(|_| crate::paths::normalize(path))
+}
+
 fn default_plugin_dirs() -> Vec<PathBuf> {
     let Some(exe_dir) = std::env::current_exe()
         .ok()
@@ -1585,6 +1595,17 @@ mod tests {
         }
         // The mocks' own state directories under data_dir are fine.
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_staging_dir_is_absolute_even_when_the_data_dir_is_not() {
+        let config = Config {
+            data_dir: PathBuf::from("rel/./data"),
+            ..Config::default()
+        };
+        let staging = config.staging_dir();
+        assert!(staging.is_absolute(), "{staging:?}");
+        assert!(staging.ends_with("rel/data/staging"), "{staging:?}");
     }
 
     #[test]

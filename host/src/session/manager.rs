@@ -92,12 +92,7 @@ impl SessionSettings {
                 max_bytes: session.project_max_bytes,
                 max_entries: session.project_max_entries,
             },
-            // Absolute, whatever `data_dir` is: a driver is given the
-            // staged copy's path and cannot know the host's working
-            // directory (`std::path::absolute` only fails without one, and
-            // then the relative path is all there is).
-            staging_dir: std::path::absolute(config.data_dir.join("staging"))
-                .unwrap_or_else(|_| config.data_dir.join("staging")),
+            staging_dir: config.staging_dir(),
             start_timeout: session.start_timeout,
             stop_timeout: session.stop_timeout,
             liveness: config.plugins.vm.liveness,
