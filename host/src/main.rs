@@ -295,6 +295,7 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
     let app = App::build(config).await?;
+    release_startup_memory();
     if let Some(token) = app.startup_token() {
         // Shown once, to the person starting the host (as Jupyter
         // does), never through the log.
@@ -311,6 +312,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     app.serve(listener, shutdown_signal()).await?;
     tracing::info!("vessel stopped");
     Ok(())
+}
+
+/// Hands the memory start-up freed back to the system. Compiling plugins
+/// (when the compiled cache does not have them) takes about 100 MiB for a
+/// moment on wasmtime's compiler threads; mimalloc keeps what they freed
+/// for reuse, and without this a host that compiled at start held 130 MiB
+/// for a minute or more against 37 MiB for one that loaded from the cache.
+fn release_startup_memory() {
+    // SAFETY: `mi_collect` only frees memory mimalloc holds unused; it is
+    // safe to call from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
