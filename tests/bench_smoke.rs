@@ -12,7 +12,14 @@ use serde_json::Value;
 use vessel_tests::vessel_binary;
 
 /// The rows every store reports at every concurrency level.
-const STORE_ROWS: [&str; 5] = ["status", "heartbeat", "hit_inspect", "hit_tcp", "hit_none"];
+const STORE_ROWS: [&str; 6] = [
+    "healthz",
+    "status",
+    "heartbeat",
+    "hit_inspect",
+    "hit_tcp",
+    "hit_none",
+];
 /// The Redis store's baselines, at every level.
 const RAW_ROWS: [&str; 2] = ["redis_get", "redis_set"];
 /// The in-process rows, at concurrency 1.
@@ -132,8 +139,8 @@ fn a_quick_run_reports_every_row_and_checks_the_bar() {
     for op in PLUGIN_ROWS {
         check_row(find(op, None, 1));
     }
-    // 2 stores × 6 rows × 2 levels, the baselines, the plugin rows.
-    assert_eq!(rows.len(), 2 * 6 * 2 + 2 * 2 + 3, "{table}");
+    // 2 stores × 7 rows × 2 levels, the baselines, the plugin rows.
+    assert_eq!(rows.len(), 2 * 7 * 2 + 2 * 2 + 3, "{table}");
 
     let shares = report["cold_share"].as_array().expect("cold_share");
     assert_eq!(shares.len(), 2, "{report}");

@@ -6,7 +6,8 @@
 //!
 //! - raw Redis `GET` and `SET` of a session-sized JSON value (the
 //!   baselines), and through the real `vessel` binary, on the Redis store
-//!   and on the embedded store: `GET /status`, `POST /heartbeat`, the
+//!   and on the embedded store: `GET /healthz` (HTTP and a store ping: the
+//!   ceiling of the other HTTP rows), `GET /status`, `POST /heartbeat`, the
 //!   cache-hit `POST /start` with each liveness check (`inspect`, `tcp`,
 //!   `none`), each at concurrency 1, 32 and 256, and the cold `POST /start`
 //!   on the mock plugins at 1 and 32: throughput, p50, p99, p99.9 and the
@@ -167,7 +168,8 @@ USAGE:
     cargo run --release -p vessel-tests --bin vessel-bench -- [OPTIONS]
 
 Closed-loop load (N workers, requests back to back) against the real vessel
-binary, on the Redis and the embedded store: status, heartbeat, the cache-hit
+binary, on the Redis and the embedded store: healthz (the HTTP ceiling),
+status, heartbeat, the cache-hit
 start with liveness inspect, tcp and none (at 1, 32 and 256), and the cold
 start on the mock plugins (at 1 and 32); raw Redis GET and SET as the
 baselines; the mock VM's inspect in-process, through the plugin runtime and
@@ -189,7 +191,7 @@ OPTIONS:
         --only <FILTER>        run only the rows a filter selects; repeat or
                                separate with commas. A filter is words joined
                                by '+', all of which the row must have: its id
-                               (status, heartbeat, hit_inspect, hit_tcp,
+                               (healthz, status, heartbeat, hit_inspect, hit_tcp,
                                hit_none, start_cold, redis_get, redis_set,
                                plugin_inspect, native_inspect,
                                plugin_cold_calls, reaper), its family (raw,

@@ -24,6 +24,9 @@ pub enum Op {
     RedisGet,
     /// A raw Redis `SET` of a session-sized JSON value: the write baseline.
     RedisSet,
+    /// `GET /healthz`: HTTP through the host's middleware and one store
+    /// ping, no session: the ceiling of every other HTTP row.
+    Healthz,
     /// `GET /status/{user}` of a running session.
     Status,
     /// `POST /heartbeat` of a running session.
@@ -48,7 +51,8 @@ pub enum Op {
 
 impl Op {
     /// The rows run against a store's hosts, in report order.
-    pub const HTTP: [Op; 6] = [
+    pub const HTTP: [Op; 7] = [
+        Op::Healthz,
         Op::Status,
         Op::Heartbeat,
         Op::HitInspect,
@@ -65,6 +69,7 @@ impl Op {
         match self {
             Op::RedisGet => "redis_get",
             Op::RedisSet => "redis_set",
+            Op::Healthz => "healthz",
             Op::Status => "status",
             Op::Heartbeat => "heartbeat",
             Op::HitInspect => "hit_inspect",
@@ -81,6 +86,7 @@ impl Op {
     pub fn family(self) -> &'static str {
         match self {
             Op::RedisGet | Op::RedisSet => "raw",
+            Op::Healthz => "healthz",
             Op::Status => "status",
             Op::Heartbeat => "heartbeat",
             Op::HitInspect | Op::HitTcp | Op::HitNone => "hit",
@@ -94,6 +100,7 @@ impl Op {
         match self {
             Op::RedisGet => "raw Redis GET (baseline)",
             Op::RedisSet => "raw Redis SET (baseline)",
+            Op::Healthz => "GET /healthz (HTTP and a store ping)",
             Op::Status => "GET /status/{user}",
             Op::Heartbeat => "POST /heartbeat",
             Op::HitInspect => "POST /start hit, liveness inspect",
@@ -511,6 +518,7 @@ async fn measure_http(hosts: &StoreHosts, row: &Planned, window: Window) -> Resu
         let start =
             |user: &str| Call::post("/start", &json!({"userId": user, "projectPath": project}));
         let (call, undo) = match row.op {
+            Op::Healthz => (Call::get("/healthz").expecting(&[r#""status":"ok""#]), None),
             Op::Status => (
                 Call::get(format!("/status/{user}")).expecting(&[r#""status":"active""#]),
                 None,
