@@ -19,7 +19,7 @@
 //! so concurrent calls never corrupt it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -137,7 +137,7 @@ impl StateDir {
 
     /// Reads item `id`, or `None` if it does not exist.
     pub fn get_item<T: DeserializeOwned>(&self, id: &str) -> io::Result<Option<T>> {
-        match fs::read(self.item_path(id)) {
+        match read_small_file(&self.item_path(id)) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| io::Error::new(ErrorKind::InvalidData, e)),
@@ -188,7 +188,7 @@ impl StateDir {
     pub fn reserve_slot(&self, owner: &str, max: u32) -> io::Result<Option<u32>> {
         let slots = self.root.join("slots");
         let cursor = slots.join("last");
-        let last = match fs::read_to_string(&cursor) {
+        let last = match read_small_text(&cursor) {
             Ok(text) => text.trim().parse::<u32>().unwrap_or(0),
             Err(e) if e.kind() == ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
@@ -219,7 +219,7 @@ impl StateDir {
 
     /// The fault injected for `op`, if a `faults/<op>` file exists.
     pub fn fault(&self, op: &str) -> io::Result<Option<Fault>> {
-        match fs::read_to_string(self.root.join("faults").join(op)) {
+        match read_small_text(&self.root.join("faults").join(op)) {
             Ok(text) => Ok(Some(Fault::parse(&text))),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
@@ -350,6 +350,30 @@ pub fn now_ms() -> u64 {
 
 fn to_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
+}
+
+/// Reads the whole of a small file: opened, then read until its end.
+/// `fs::read` first asks for the file's size, which in a plugin is two more
+/// WASI calls (`stat` and `metadata-hash`) and a system call on every read,
+/// for files that fit in one buffer anyway.
+fn read_small_file(path: &Path) -> io::Result<Vec<u8>> {
+    const CHUNK: usize = 4096;
+    let mut file = File::open(path)?;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; CHUNK];
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// [`read_small_file`] as UTF-8 text, which it must be.
+fn read_small_text(path: &Path) -> io::Result<String> {
+    String::from_utf8(read_small_file(path)?).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -579,6 +603,22 @@ mod tests {
         let calls = read_calls(&state.root).unwrap();
         assert_eq!(calls.len(), 1);
         assert_eq!(calls[0].target, "u-1");
+    }
+
+    #[test]
+    fn small_files_are_read_whole_across_chunks_and_when_empty() {
+        let state = temp_state("read-small");
+        let long: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let path = state.root.join("long");
+        fs::write(&path, &long).unwrap();
+        assert_eq!(read_small_file(&path).unwrap(), long);
+        fs::write(&path, b"").unwrap();
+        assert!(read_small_file(&path).unwrap().is_empty());
+        let missing = read_small_file(&state.root.join("missing")).unwrap_err();
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        fs::write(&path, [0xff, 0xfe]).unwrap();
+        let not_text = read_small_text(&path).unwrap_err();
+        assert_eq!(not_text.kind(), ErrorKind::InvalidData);
     }
 
     #[test]
