@@ -693,9 +693,9 @@ mod tests {
     fn only_selects_rows_by_id_family_store_and_concurrency() {
         let mut options = Options::default();
         let all = plan(&options);
-        // Two stores × (5 ops × 3 levels + cold × 2 levels), raw Redis
+        // Two stores × (6 ops × 3 levels + cold × 2 levels), raw Redis
         // GET and SET × 3 levels, and the 3 plugin rows.
-        assert_eq!(all.len(), 2 * (5 * 3 + 2) + 2 * 3 + 3);
+        assert_eq!(all.len(), 2 * (6 * 3 + 2) + 2 * 3 + 3);
         assert_eq!(plan_reaper(&options), vec![100_000, 1_000_000]);
 
         options.only = vec!["embedded+heartbeat".into(), "plugin".into()];
