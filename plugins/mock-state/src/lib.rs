@@ -352,23 +352,15 @@ fn to_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec_pretty(value).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))
 }
 
-/// Reads the whole of a small file: opened, then read until its end.
-/// `fs::read` first asks for the file's size, which in a plugin is two more
-/// WASI calls (`stat` and `metadata-hash`) and a system call on every read,
-/// for files that fit in one buffer anyway.
+/// Reads the whole of a small file. `fs::read` (and `File::read_to_end`)
+/// first ask for the file's size, which in a plugin is two more WASI calls
+/// (`stat` and `metadata-hash`) and a system call on every read, for files
+/// that fit in one buffer anyway; read through `Take`, std's `read_to_end`
+/// has no size to ask for and fills the buffer given.
 fn read_small_file(path: &Path) -> io::Result<Vec<u8>> {
-    const CHUNK: usize = 4096;
-    let mut file = File::open(path)?;
-    let mut bytes = Vec::new();
-    let mut chunk = [0u8; CHUNK];
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => return Ok(bytes),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let mut bytes = Vec::with_capacity(4096);
+    File::open(path)?.take(u64::MAX).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// [`read_small_file`] as UTF-8 text, which it must be.
