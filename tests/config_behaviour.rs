@@ -226,3 +226,61 @@ async fn a_relative_data_dir_still_gives_drivers_absolute_paths() {
         1
     );
 }
+
+/// The nice value of each of `pid`'s threads named `name` (Linux: field 19
+/// of `/proc/<pid>/task/<tid>/stat`, after the parenthesised name).
+fn nice_of_threads(pid: u32, name: &str) -> Vec<i32> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        // Fields from the state (3rd) on; nice is the 19th.
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        nice.push(fields[19 - 3].parse().unwrap());
+    }
+    nice
+}
+
+#[tokio::test]
+async fn the_reaper_and_the_reconciler_run_below_the_requests_priority() {
+    // A sweep over many sessions must take spare CPU only: the host runs
+    // its Reaper and reconciler on threads of their own, `nice` lower than
+    // the threads that answer requests.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = host_config_toml(dir.path(), port, "", "[reconcile]\nnice = 4\n");
+    let mut host = HostProcess::start(dir.path(), &config, port, "host.log").await;
+    let pid = host.pid();
+    let serving = nice_of_threads(pid, "tokio-rt-worker");
+    let names: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .collect();
+    assert!(
+        !serving.is_empty(),
+        "the host's worker threads are named tokio-rt-worker: {names:?}"
+    );
+    let base = serving[0];
+    assert!(serving.iter().all(|&n| n == base), "{serving:?}");
+    // (Threads its runtime starts for blocking work share its name and
+    // priority.)
+    let reaper = nice_of_threads(pid, "vessel-reaper");
+    assert!(
+        !reaper.is_empty() && reaper.iter().all(|&n| n == (base + 10).min(19)),
+        "the Reaper runs nice 10 (the default) below the requests: {reaper:?}, requests {base}"
+    );
+    // Thread names are cut to 15 bytes.
+    let reconciler = nice_of_threads(pid, "vessel-reconcil");
+    assert!(
+        !reconciler.is_empty() && reconciler.iter().all(|&n| n == (base + 4).min(19)),
+        "the reconciler's threads, as configured: {reconciler:?}, requests {base}"
+    );
+    // And the host still answers, and still stops cleanly.
+    assert_eq!(host.api().get("/healthz").await.status, 200);
+    assert_eq!(host.terminate(), Some(0), "{}", host.log_text());
+}

@@ -123,11 +123,27 @@ impl App {
         let mut background = Vec::new();
         if self.config.reaper.enabled {
             let reaper = Reaper::new(self.manager.clone(), self.config.reaper.clone());
-            background.push(("reaper", tokio::spawn(reaper.run(stop_rx.clone()))));
+            // Below the requests' priority: a sweep over many sessions
+            // never takes a core from them (see `background`).
+            background.push((
+                "reaper",
+                crate::background::spawn_niced(
+                    "vessel-reaper",
+                    self.config.reaper.nice,
+                    reaper.run(stop_rx.clone()),
+                ),
+            ));
         }
         if self.config.reconcile.enabled {
             let reconciler = Reconciler::new(self.manager.clone(), self.config.reconcile.clone());
-            background.push(("reconciler", tokio::spawn(reconciler.run(stop_rx.clone()))));
+            background.push((
+                "reconciler",
+                crate::background::spawn_niced(
+                    "vessel-reconcile",
+                    self.config.reconcile.nice,
+                    reconciler.run(stop_rx.clone()),
+                ),
+            ));
         }
         // At the end of the grace, requests still in flight answer 503
         // `shutting_down` instead of losing their connection.

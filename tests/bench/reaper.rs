@@ -7,7 +7,8 @@
 //! with `--sweep-once`, builds a host from a configuration file exactly as
 //! `vessel serve` does (store, plugins, session manager; the API is not
 //! served) and runs one [`Reaper::sweep`] with the default batch size and
-//! concurrency. The idle sessions are stopped through the mock plugins. The
+//! concurrency, on a thread at the Reaper's default priority (`reaper.nice`,
+//! as the host runs it). The idle sessions are stopped through the mock plugins. The
 //! sweeper's peak memory is its own, and the time is the sweep's alone.
 //! Meanwhile a client sends one `GET` of a session every millisecond on a
 //! connection of its own and records its latencies while the sweep runs:
@@ -306,13 +307,19 @@ pub async fn sweep_once(config: &Path) -> Result<()> {
     let config = Config::load(Some(config), |_| None)?;
     let reaper_config = config.reaper.clone();
     let app = App::build(config).await?;
-    let reaper = Reaper::new(app.manager().clone(), reaper_config);
+    let reaper = Reaper::new(app.manager().clone(), reaper_config.clone());
     let mut out = std::io::stdout();
     writeln!(out, "{SWEEPING}")?;
     out.flush()?;
-    let began = Instant::now();
-    let report = reaper.sweep().await;
-    let took = began.elapsed();
+    // On the thread and at the priority the host gives its Reaper.
+    let (swept_tx, swept_rx) = tokio::sync::oneshot::channel();
+    let sweep = async move {
+        let began = Instant::now();
+        let report = reaper.sweep().await;
+        let _ = swept_tx.send((report, began.elapsed()));
+    };
+    vessel::background::spawn_niced("vessel-reaper", reaper_config.nice, sweep).await?;
+    let (report, took) = swept_rx.await.context("the sweep ended without a report")?;
     let report = json!({
         "sweep_us": took.as_micros() as u64,
         "scanned": report.scanned,

@@ -124,8 +124,8 @@ pub fn markdown(results: &Results) -> String {
     if !results.reaper.is_empty() {
         let _ = writeln!(
             out,
-            "\nReaper: one sweep (batch 500, 8 stops at a time) over sessions in Redis, 1% \
-             idle, in a process of its own; meanwhile another client sends one GET every \
+            "\nReaper: one sweep (batch 500, 8 stops at a time, at nice 10 as the host runs it) \
+             over sessions in Redis, 1% idle, in a process of its own; meanwhile another client sends one GET every \
              millisecond.\n"
         );
         let _ = writeln!(

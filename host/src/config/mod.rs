@@ -294,6 +294,12 @@ pub struct ReaperConfig {
     /// (`vessel_reaper_would_stop_total{reason}`) each session a sweep
     /// would stop. Default `false`.
     pub dry_run: bool,
+    /// How much lower than request handling the Reaper's CPU priority is:
+    /// it runs on a thread of its own whose nice value is raised by this
+    /// much (Linux), so that on a busy host requests (and a Redis server
+    /// on the same machine) get the CPU first. `0` to `19`; `0` keeps the
+    /// host's priority. Default `10`.
+    pub nice: i32,
 }
 
 impl Default for ReaperConfig {
@@ -305,6 +311,7 @@ impl Default for ReaperConfig {
             batch_size: 500,
             concurrency: 8,
             dry_run: false,
+            nice: 10,
         }
     }
 }
@@ -322,6 +329,9 @@ pub struct ReconcileConfig {
     /// `VESSEL_RECONCILE_INTERVAL`.
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
+    /// How much lower than request handling the reconciler's CPU priority
+    /// is, as [`ReaperConfig::nice`]. `0` to `19`. Default `10`.
+    pub nice: i32,
 }
 
 impl Default for ReconcileConfig {
@@ -329,6 +339,7 @@ impl Default for ReconcileConfig {
         ReconcileConfig {
             enabled: true,
             interval: Duration::from_secs(5 * 60),
+            nice: 10,
         }
     }
 }
@@ -944,6 +955,17 @@ impl Config {
                  to turn reconciliation off write enabled = false"
                     .into(),
             );
+        }
+        for (name, nice) in [
+            ("reaper.nice", self.reaper.nice),
+            ("reconcile.nice", self.reconcile.nice),
+        ] {
+            if !(0..=crate::background::MAX_NICE).contains(&nice) {
+                return invalid(format!(
+                    "{name} = {nice} is outside 0..={} (default 10; 0 keeps the host's priority)",
+                    crate::background::MAX_NICE
+                ));
+            }
         }
         if self.reaper.interval.is_zero() || self.reaper.batch_size == 0 {
             return invalid(
@@ -1637,6 +1659,20 @@ mod tests {
                 .to_string()
                 .contains("session.lease")
         );
+
+        for section in ["reaper", "reconcile"] {
+            for nice in [-1, 20] {
+                let config = Config::from_toml(&format!("[{section}]\nnice = {nice}")).unwrap();
+                let error = config.validate().unwrap_err().to_string();
+                assert!(
+                    error.contains(&format!("{section}.nice = {nice}")) && error.contains("0..=19"),
+                    "{error}"
+                );
+            }
+        }
+        let config = Config::from_toml("[reaper]\nnice = 0").unwrap();
+        assert_eq!(config.reaper.nice, 0);
+        config.validate().unwrap();
 
         let mut config = Config::default();
         config.plugins.vm.grants.exec.push(ExecGrant {

@@ -192,6 +192,12 @@ impl Scripts {
 /// Sessions in Redis.
 pub struct RedisStore {
     connection: ConnectionManager,
+    /// Scans (a Reaper sweep, a reconciliation pass, a listing) read on a
+    /// connection of their own: a page's large reply never holds up the
+    /// answer to a request queued behind it on the shared connection, and
+    /// the reply is read where the scan first ran (the background tasks'
+    /// lower-priority threads, see [`crate::background`]).
+    scan_connection: ConnectionManager,
     timeout: Duration,
     scripts: Scripts,
     /// Whether the last request reached Redis, so that an outage is logged
@@ -240,10 +246,14 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let connection = client
+            .get_connection_manager_lazy(config.clone())
+            .map_err(map_error)?;
+        let scan_connection = client
             .get_connection_manager_lazy(config)
             .map_err(map_error)?;
         Ok(RedisStore {
             connection,
+            scan_connection,
             timeout,
             scripts: Scripts::new(),
             reachable: AtomicBool::new(true),
@@ -469,7 +479,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn scan(&self, cursor: Option<&str>, batch: usize) -> Result<ScanPage, StoreError> {
-        let mut conn = self.connection.clone();
+        let mut conn = self.scan_connection.clone();
         let (next, keys): (String, Vec<String>) = self
             .bounded(
                 redis::cmd("SCAN")
