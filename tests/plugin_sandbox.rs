@@ -240,6 +240,39 @@ async fn only_granted_directories_are_visible() {
 }
 
 #[tokio::test]
+async fn a_grant_is_the_directory_there_at_load_even_if_swapped_for_a_symlink() {
+    // Granted directories are opened once, when the plugin loads. Someone
+    // who can rename things on the host afterwards (a hostile project, a
+    // careless operator) cannot redirect the grant: a symlink put where the
+    // directory was does not make the plugin see where it points.
+    let sandbox = sandbox();
+    let outside = sandbox._dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("hello.txt"), "a secret outside the grant").unwrap();
+    let moved = sandbox._dir.path().join("granted-moved");
+    std::fs::rename(&sandbox.granted, &moved).unwrap();
+    std::os::unix::fs::symlink(&outside, &sandbox.granted).unwrap();
+
+    for _ in 0..3 {
+        assert_eq!(
+            probe(&sandbox.driver, "read:/granted/hello.txt")
+                .await
+                .unwrap(),
+            "hello from the host",
+            "every call sees the directory that was granted"
+        );
+    }
+    assert_eq!(
+        probe(&sandbox.driver, "write:/granted/after.txt")
+            .await
+            .unwrap(),
+        "written"
+    );
+    assert!(moved.join("after.txt").exists());
+    assert!(!outside.join("after.txt").exists());
+}
+
+#[tokio::test]
 async fn only_granted_addresses_can_be_reached_and_nothing_is_inherited() {
     let sandbox = sandbox();
     assert_eq!(

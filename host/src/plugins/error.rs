@@ -59,7 +59,7 @@ pub enum PluginError {
         /// What went wrong.
         reason: String,
     },
-    /// The call could not be set up (e.g. a granted directory is missing).
+    /// The call, or the runtime, could not be set up.
     #[error("plugin {plugin} cannot start a call: {reason}")]
     Setup {
         /// The plugin.

@@ -23,6 +23,7 @@ use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
     Trap, UpdateDeadline,
 };
+use wasmtime_wasi::filesystem::WasiFilesystemCtx;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
@@ -304,6 +305,7 @@ impl PluginRuntime {
                 read_only: grant.read_only,
             });
         }
+        let preopens = granted_directories(&dirs, plugin.file_io).map_err(load_error)?;
         let loaded = LoadedPlugin {
             identity: Arc::new(PluginIdentity {
                 name,
@@ -324,7 +326,7 @@ impl PluginRuntime {
                 symlinks: plugin.grants.symlinks,
             }),
             engine: self.engine.clone(),
-            dirs,
+            preopens,
             network: Arc::new(plugin.grants.network.iter().copied().collect()),
             call_timeout: plugin.call_timeout,
             file_io: plugin.file_io,
@@ -410,11 +412,41 @@ struct DirPreopen {
     read_only: bool,
 }
 
+/// The WASI filesystem context of a plugin's granted directories, opened
+/// once, when the plugin is loaded; every call gets a copy, which shares
+/// the open handles. The grant is the directory that was there at load:
+/// replacing it on the host, or putting a symlink in its place, does not
+/// redirect a running host's plugin. Sharing a handle between calls is
+/// safe: WASI uses a directory handle only as the base of `*at` system
+/// calls, and reading a directory's entries opens a handle of its own.
+fn granted_directories(dirs: &[DirPreopen], file_io: FileIo) -> Result<WasiFilesystemCtx, String> {
+    let mut builder = WasiCtxBuilder::new();
+    // Before the preopens: each directory takes the setting when added.
+    builder.allow_blocking_current_thread(file_io == FileIo::Inline);
+    for dir in dirs {
+        let perms = if dir.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        builder
+            .preopened_dir(&dir.host, &dir.guest, perms)
+            .map_err(|e| {
+                format!(
+                    "granted directory {} cannot be opened: {e}",
+                    dir.host.display()
+                )
+            })?;
+    }
+    Ok(builder.build().filesystem().clone())
+}
+
 /// A loaded plugin: what each of its calls is given and limited to.
 pub(super) struct LoadedPlugin {
     identity: Arc<PluginIdentity>,
     engine: Engine,
-    dirs: Vec<DirPreopen>,
+    /// The granted directories, open (see [`granted_directories`]).
+    preopens: WasiFilesystemCtx,
     network: Arc<HashSet<SocketAddr>>,
     call_timeout: Duration,
     file_io: FileIo,
@@ -457,27 +489,13 @@ impl LoadedPlugin {
         }
     }
 
-    /// The WASI context of one call: the granted directories, TCP to the
-    /// granted addresses only, no UDP, no name lookups, no environment, no
-    /// arguments, no stdio; file operations where the plugin's `file_io`
-    /// says.
-    fn wasi(&self) -> Result<WasiCtx, PluginError> {
+    /// The WASI context of one call: the granted directories (opened at
+    /// load), TCP to the granted addresses only, no UDP, no name lookups,
+    /// no environment, no arguments, no stdio; file operations where the
+    /// plugin's `file_io` says.
+    fn wasi(&self) -> WasiCtx {
         let mut builder = WasiCtxBuilder::new();
-        // Before the preopens: each directory takes the setting when added.
         builder.allow_blocking_current_thread(self.file_io == FileIo::Inline);
-        for dir in &self.dirs {
-            let perms = if dir.read_only {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            builder
-                .preopened_dir(&dir.host, &dir.guest, perms)
-                .map_err(|e| PluginError::Setup {
-                    plugin: self.identity.name.clone(),
-                    reason: format!("cannot open granted directory {}: {e}", dir.host.display()),
-                })?;
-        }
         let allowed = self.network.clone();
         builder
             .allow_tcp(!allowed.is_empty())
@@ -496,7 +514,9 @@ impl LoadedPlugin {
                 };
                 Box::pin(async move { permitted })
             });
-        Ok(builder.build())
+        let mut wasi = builder.build();
+        *wasi.filesystem() = self.preopens.clone();
+        wasi
     }
 
     /// Starts one call of operation `op`: a fresh store with the plugin's
@@ -507,7 +527,7 @@ impl LoadedPlugin {
     ) -> Result<(Store<CallState>, CallWatch), PluginError> {
         let hit = LimitRecord::default();
         let state = CallState::new(
-            self.wasi()?,
+            self.wasi(),
             CallLimiter::new(self.limits, hit.clone()),
             self.limits.max_handles,
             self.identity.clone(),
