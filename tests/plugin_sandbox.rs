@@ -514,3 +514,35 @@ async fn calls_beyond_the_pool_wait_for_a_slot_outside_their_time_limit() {
         assert_eq!(answer.unwrap(), "");
     }
 }
+
+#[tokio::test]
+async fn a_mock_pointed_at_a_directory_it_was_not_granted_says_so() {
+    // The mock keeps its state only where it was granted; pointed
+    // elsewhere it cannot reach the host's files there, and says what to
+    // fix rather than answering as if the VM did not exist.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&dir.path().join("data"), None);
+    config.plugins.vm.settings.insert(
+        "state_dir".into(),
+        toml::Value::String(dir.path().display().to_string()),
+    );
+    let runtime = PluginRuntime::new(shared_cache_dir()).unwrap();
+    let driver = VmDriver::load(&runtime, &config).unwrap();
+    for answer in [
+        driver.inspect("vessel-user-a-x").await.map(|_| ()),
+        driver.list_vms().await.map(|_| ()),
+    ] {
+        match answer {
+            Err(PluginError::Driver {
+                error: DriverError::Unavailable(message),
+                ..
+            }) => assert!(message.contains("grant it a directory"), "{message}"),
+            other => panic!("expected the state directory to be refused, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "nothing but the host's data directory was made"
+    );
+}
