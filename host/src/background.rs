@@ -6,8 +6,9 @@
 //! machine it shares with Redis, with Redis itself, and every other Redis
 //! client then waits for a core. [`spawn_niced`] runs such work on a thread
 //! of its own whose scheduling priority is lowered (Linux `nice`), with a
-//! single-threaded runtime: when anything else wants the CPU, the scheduler
-//! lets it go first; on an idle machine the work runs at full speed.
+//! runtime of its own (one more thread, as low, for what the work spawns):
+//! when anything else wants the CPU, the scheduler lets it go first; on an
+//! idle machine the work runs at full speed.
 
 use std::future::Future;
 
@@ -19,7 +20,8 @@ pub const MAX_NICE: i32 = 19;
 
 /// Runs `task` on a new thread named `name`, whose nice value is raised by
 /// `nice` (clamped to [`MAX_NICE`]; 0 keeps the host's priority), on a
-/// single-threaded tokio runtime of its own. Returns a handle on the
+/// tokio runtime of its own whose one worker thread (for tasks `task`
+/// spawns) has the same name and priority. Returns a handle on the
 /// caller's runtime: awaiting it waits for the task to end, and aborting
 /// it drops the task (as `tokio::spawn`'s handle would). A task with a
 /// result sends it out itself (a channel).
@@ -40,7 +42,11 @@ where
         .spawn(move || {
             let Ok(task) = task_rx.recv() else { return };
             lower_priority(&thread_name, nice);
-            let runtime = match tokio::runtime::Builder::new_current_thread()
+            // The task runs on this thread; what it spawns (a Redis
+            // connection's reader) on one more, so reading replies and
+            // working on them overlap. Both inherit this thread's priority.
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
                 .enable_all()
                 .thread_name(thread_name.clone())
                 .build()
