@@ -280,6 +280,13 @@ async fn the_reaper_and_the_reconciler_run_below_the_requests_priority() {
         !reconciler.is_empty() && reconciler.iter().all(|&n| n == (base + 4).min(19)),
         "the reconciler's threads, as configured: {reconciler:?}, requests {base}"
     );
+    // What they spawn (a Redis connection's reader, when they are the first
+    // to use or reconnect it) keeps the requests' priority.
+    let io = nice_of_threads(pid, vessel::background::IO_THREAD);
+    assert!(
+        io.contains(&base),
+        "the background runtimes' own threads run at the requests' priority: {io:?}"
+    );
     // And the host still answers, and still stops cleanly.
     assert_eq!(host.api().get("/healthz").await.status, 200);
     assert_eq!(host.terminate(), Some(0), "{}", host.log_text());

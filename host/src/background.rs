@@ -5,10 +5,15 @@
 //! a busy host that competes for the CPU with request handling and, on a
 //! machine it shares with Redis, with Redis itself, and every other Redis
 //! client then waits for a core. [`spawn_niced`] runs such work on a thread
-//! of its own whose scheduling priority is lowered (Linux `nice`), with a
-//! runtime of its own (one more thread, as low, for what the work spawns):
-//! when anything else wants the CPU, the scheduler lets it go first; on an
-//! idle machine the work runs at full speed.
+//! of its own whose scheduling priority is lowered (Linux `nice`): when
+//! anything else wants the CPU, the scheduler lets it go first; on an idle
+//! machine the work runs at full speed.
+//!
+//! What the work spawns runs on one more thread ([`IO_THREAD`]) that keeps
+//! the host's priority. That is where a Redis connection's reader lands
+//! when background work is the first to use (or to reconnect) it, and a
+//! connection the requests share must never be read at the background's
+//! priority.
 
 use std::future::Future;
 
@@ -18,10 +23,14 @@ use tokio::task::JoinHandle;
 /// The highest nice value Linux has (the lowest priority).
 pub const MAX_NICE: i32 = 19;
 
+/// The name of the threads that run what background work spawns, at the
+/// host's priority.
+pub const IO_THREAD: &str = "vessel-bg-io";
+
 /// Runs `task` on a new thread named `name`, whose nice value is raised by
 /// `nice` (clamped to [`MAX_NICE`]; 0 keeps the host's priority), on a
-/// tokio runtime of its own whose one worker thread (for tasks `task`
-/// spawns) has the same name and priority. Returns a handle on the
+/// tokio runtime of its own whose one worker thread ([`IO_THREAD`], for
+/// the tasks `task` spawns) keeps the host's priority. Returns a handle on the
 /// caller's runtime: awaiting it waits for the task to end, and aborting
 /// it drops the task (as `tokio::spawn`'s handle would). A task with a
 /// result sends it out itself (a channel).
@@ -41,14 +50,13 @@ where
         .name(thread_name.clone())
         .spawn(move || {
             let Ok(task) = task_rx.recv() else { return };
-            lower_priority(&thread_name, nice);
             // The task runs on this thread; what it spawns (a Redis
-            // connection's reader) on one more, so reading replies and
-            // working on them overlap. Both inherit this thread's priority.
+            // connection's reader) on one more, started before this one's
+            // priority is lowered, so that it keeps the host's.
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
-                .thread_name(thread_name.clone())
+                .thread_name(IO_THREAD)
                 .build()
             {
                 Ok(runtime) => runtime,
@@ -57,6 +65,7 @@ where
                     return;
                 }
             };
+            lower_priority(&thread_name, nice);
             runtime.block_on(async move {
                 tokio::select! {
                     () = task => {}
@@ -161,6 +170,22 @@ mod tests {
         let (thread, nice) = seen_rx.await.expect("the task ran");
         assert_eq!(thread.as_deref(), Some("vessel-test-bg"));
         assert_eq!(nice, Some((here + 5).min(MAX_NICE)));
+        // What it spawns keeps the caller's priority.
+        let (spawned_tx, spawned_rx) = oneshot::channel();
+        spawn_niced("vessel-test-bg", 5, async move {
+            let spawned = tokio::spawn(async {
+                (
+                    std::thread::current().name().map(str::to_string),
+                    own_nice(),
+                )
+            });
+            let _ = spawned_tx.send(spawned.await.expect("the spawned task"));
+        })
+        .await
+        .expect("the handle");
+        let (io_thread, io_nice) = spawned_rx.await.expect("the task ran");
+        assert_eq!(io_thread.as_deref(), Some(IO_THREAD));
+        assert_eq!(io_nice, Some(here));
         // The caller's own priority is untouched.
         assert_eq!(own_nice(), Some(here));
     }
