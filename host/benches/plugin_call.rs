@@ -86,7 +86,7 @@ fn plugin_calls(c: &mut Criterion) {
             labels: vec![("vessel.user".to_string(), "bench".to_string())],
         }))
         .expect("the mock creates a VM");
-    let state = mock_state::StateDir::open(mock_dir.join("mock-vm")).expect("the mock's state");
+    let state = mock_state::StateDir::at(mock_dir.join("mock-vm"));
 
     let mut group = c.benchmark_group("plugin-call");
     group.measurement_time(Duration::from_secs(5));
@@ -106,7 +106,7 @@ fn plugin_calls(c: &mut Criterion) {
         b.iter(|| {
             // What the mock's `inspect` does, natively: open the state
             // directory, look for a fault, read the VM, record the call.
-            let state = mock_state::StateDir::open(mock_dir.join("mock-vm")).expect("state");
+            let state = mock_state::StateDir::at(mock_dir.join("mock-vm"));
             assert!(state.fault("inspect").expect("fault").is_none());
             let vm: Option<MockVm> = state.get_item(vm_id).expect("read");
             assert!(vm.is_some());

@@ -125,7 +125,7 @@ pub struct NativeInspectWorker {
 
 impl Worker for NativeInspectWorker {
     async fn call(&mut self) -> Result<()> {
-        let state = mock_state::StateDir::open(&self.state_dir)?;
+        let state = mock_state::StateDir::at(&self.state_dir);
         ensure!(state.fault("inspect")?.is_none(), "a fault is injected");
         let vm: Option<serde_json::Value> = state.get_item(&self.vm_id)?;
         let vm = vm.ok_or_else(|| anyhow!("{} does not exist", self.vm_id))?;

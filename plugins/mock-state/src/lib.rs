@@ -11,8 +11,10 @@
 //! <state>/slots/last          the last slot handed out (where the next search starts)
 //! <state>/calls.log          the call record: one JSON line per driver call
 //! <state>/faults/<op>         an injected fault for operation <op>
-//! <state>/.made               marks the directories above as made
 //! ```
+//!
+//! The directories are made by the first write that needs them, so a call
+//! that only reads (an `inspect`) touches nothing it does not read.
 //!
 //! Every write that another instance may race with uses an exclusive create
 //! (`O_EXCL`), a write-then-rename, or one appending write of a whole line,
@@ -90,30 +92,111 @@ impl Fault {
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    /// In a plugin: the granted directory holding `root`, looked up once
+    /// (see [`StateDir::reachable`]).
+    #[cfg(target_os = "wasi")]
+    grant: std::rc::Rc<std::cell::OnceCell<Option<Grant>>>,
+}
+
+/// A granted directory (a WASI preopen) and a path inside it.
+#[cfg(target_os = "wasi")]
+#[derive(Debug)]
+struct Grant {
+    dir: wasip2::filesystem::types::Descriptor,
+    /// The path inside `dir`, relative, without a trailing `/`; empty for
+    /// `dir` itself.
+    inside: String,
+}
+
+/// The granted directory holding `path`, if one does: a preopen whose
+/// guest path is a prefix of `path`, component by component. A path with
+/// `..` in it is held by none (the sandbox would refuse it anyway).
+#[cfg(target_os = "wasi")]
+fn grant_of(path: &Path) -> Option<Grant> {
+    use std::path::Component;
+    if path.components().any(|c| c == Component::ParentDir) {
+        return None;
+    }
+    let text = path.to_str()?;
+    wasip2::filesystem::preopens::get_directories()
+        .into_iter()
+        .find_map(|(dir, name)| {
+            let rest = text.strip_prefix(name.trim_end_matches('/'))?;
+            let inside = if rest.is_empty() {
+                rest
+            } else {
+                rest.strip_prefix('/')?
+            };
+            Some(Grant {
+                dir,
+                inside: inside.trim_end_matches('/').to_string(),
+            })
+        })
 }
 
 impl StateDir {
-    /// Opens (creating if needed) the state directory at `root`. Its
-    /// subdirectories are made once, then the marker file `.made`: when
-    /// that is there, a call costs one look rather than making every
-    /// directory again. (A test or a person may make `faults/` alone, so
-    /// no subdirectory can serve as the marker.)
-    pub fn open(root: impl Into<PathBuf>) -> io::Result<StateDir> {
-        let root = root.into();
-        let marker = root.join(".made");
-        if marker.is_file() {
-            return Ok(StateDir { root });
+    /// The state directory at `root`. Nothing is touched yet: reads of a
+    /// directory not made yet find nothing, and the first write makes the
+    /// layout (see [`StateDir::with_layout`]).
+    pub fn at(root: impl Into<PathBuf>) -> StateDir {
+        StateDir {
+            root: root.into(),
+            #[cfg(target_os = "wasi")]
+            grant: Default::default(),
         }
+    }
+
+    /// Where the state lives.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Fails when the state directory cannot be in anything the plugin was
+    /// granted. In a plugin, a path outside every granted directory reads as
+    /// missing, which would make a mock pointed at the wrong place answer
+    /// "no such VM" (and a host take that as the VM being gone); so the
+    /// mock checks this first, without touching the disk: some preopen
+    /// must hold it. Natively every path is reachable.
+    pub fn reachable(&self) -> io::Result<()> {
+        #[cfg(target_os = "wasi")]
+        if self.grant().is_none() {
+            return Err(io::Error::new(
+                ErrorKind::NotFound,
+                "no directory granted to the plugin holds it",
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(target_os = "wasi")]
+    fn grant(&self) -> Option<&Grant> {
+        self.grant.get_or_init(|| grant_of(&self.root)).as_ref()
+    }
+
+    /// Runs `write`; when it fails because a directory of the layout is not
+    /// there yet (a new state directory), makes them and runs it once more.
+    /// Each write given here fails before changing anything when its
+    /// directory is missing, so running it again is safe.
+    fn with_layout<T>(&self, write: impl Fn() -> io::Result<T>) -> io::Result<T> {
+        match write() {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                self.make_layout()?;
+                write()
+            }
+            other => other,
+        }
+    }
+
+    /// Makes the root and its subdirectories, those not there yet.
+    fn make_layout(&self) -> io::Result<()> {
         for sub in ["items", "slots", "faults"] {
-            match fs::create_dir_all(root.join(sub)) {
+            match fs::create_dir_all(self.root.join(sub)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
             }
         }
-        // Best effort: in a directory granted read-only, every call looks.
-        let _ = fs::write(&marker, b"");
-        Ok(StateDir { root })
+        Ok(())
     }
 
     fn item_path(&self, id: &str) -> PathBuf {
@@ -122,17 +205,20 @@ impl StateDir {
 
     /// Creates item `id` with `value`; fails with `AlreadyExists` if it exists.
     pub fn create_item<T: Serialize>(&self, id: &str, value: &T) -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(self.item_path(id))?;
-        file.write_all(&to_json(value)?)?;
-        Ok(())
+        let json = to_json(value)?;
+        let mut file = self.with_layout(|| {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(self.item_path(id))
+        })?;
+        file.write_all(&json)
     }
 
     /// Replaces item `id` with `value` atomically (write, then rename).
     pub fn put_item<T: Serialize>(&self, id: &str, value: &T) -> io::Result<()> {
-        write_atomically(&self.item_path(id), &to_json(value)?)
+        let json = to_json(value)?;
+        self.with_layout(|| write_atomically(&self.item_path(id), &json))
     }
 
     /// Reads item `id`, or `None` if it does not exist.
@@ -155,7 +241,13 @@ impl StateDir {
     /// listing (a concurrent create or remove) are skipped.
     pub fn items<T: DeserializeOwned>(&self) -> io::Result<Vec<(String, T)>> {
         let mut items = Vec::new();
-        for entry in fs::read_dir(self.root.join("items"))? {
+        let listing = match fs::read_dir(self.root.join("items")) {
+            Ok(listing) => listing,
+            // Nothing was ever written.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(items),
+            Err(e) => return Err(e),
+        };
+        for entry in listing {
             // An entry can vanish while the directory is read (a write's
             // temporary file renamed, an item removed): WASI then reports
             // it as not found; it is simply not there any more.
@@ -186,6 +278,11 @@ impl StateDir {
     /// slot. Each reservation costs a few file operations however many slots
     /// are taken (listing a large directory through WASI is slow).
     pub fn reserve_slot(&self, owner: &str, max: u32) -> io::Result<Option<u32>> {
+        // A first attempt that finds no `slots/` has reserved nothing.
+        self.with_layout(|| self.try_reserve_slot(owner, max))
+    }
+
+    fn try_reserve_slot(&self, owner: &str, max: u32) -> io::Result<Option<u32>> {
         let slots = self.root.join("slots");
         let cursor = slots.join("last");
         let last = match read_small_text(&cursor) {
@@ -241,77 +338,76 @@ impl StateDir {
         let mut line =
             serde_json::to_vec(&record).map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
         line.push(b'\n');
-        append_line(&self.root.join(CALL_LOG), &line)
+        self.with_layout(|| self.append_record(&line))
     }
-}
 
-/// Appends `line` to the file at `path` (creating it) in one appending
-/// write: natively, a file opened with `O_APPEND`.
-#[cfg(not(target_os = "wasi"))]
-fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)?
-        .write_all(line)
-}
-
-/// Appends `line` to the file at `path` (creating it) in one appending
-/// write: in a plugin, WASI's `append-via-stream` and one
-/// `blocking-write-and-flush`, which a host (wasmtime) may perform on the
-/// calling thread. Rust's `std` writes files with `check-write`, `write` and
-/// `flush` instead, which wasmtime always hands to a thread pool and back:
-/// most of a short mock call's time went to that hand-off. Lines longer
-/// than one such write allows go through `std`.
-#[cfg(target_os = "wasi")]
-fn append_line(path: &Path, line: &[u8]) -> io::Result<()> {
-    use wasip2::filesystem::types::{DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
-    use wasip2::io::streams::StreamError;
-
-    /// The most one `blocking-write-and-flush` takes.
-    const MAX_WRITE: usize = 4096;
-    let failed = |error: ErrorCode| {
-        let kind = match error {
-            ErrorCode::NoEntry => ErrorKind::NotFound,
-            ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly => {
-                ErrorKind::PermissionDenied
-            }
-            _ => ErrorKind::Other,
-        };
-        io::Error::new(kind, format!("{path:?}: {error:?}"))
-    };
-    let text = path.to_str();
-    let preopen = wasip2::filesystem::preopens::get_directories()
-        .into_iter()
-        .find_map(|(dir, name)| {
-            let rest = text?.strip_prefix(name.trim_end_matches('/'))?;
-            let rest = rest.strip_prefix('/')?;
-            Some((dir, rest.to_string()))
-        });
-    let Some((dir, relative)) = preopen.filter(|_| line.len() <= MAX_WRITE) else {
-        return OpenOptions::new()
+    /// Appends `line` to the call record (creating it) in one appending
+    /// write: natively, a file opened with `O_APPEND`.
+    #[cfg(not(target_os = "wasi"))]
+    fn append_record(&self, line: &[u8]) -> io::Result<()> {
+        OpenOptions::new()
             .append(true)
             .create(true)
-            .open(path)?
-            .write_all(line);
-    };
-    let file = dir
-        .open_at(
-            PathFlags::empty(),
-            &relative,
-            OpenFlags::CREATE,
-            DescriptorFlags::WRITE,
-        )
-        .map_err(failed)?;
-    let stream = file.append_via_stream().map_err(failed)?;
-    stream
-        .blocking_write_and_flush(line)
-        .map_err(|error| match error {
-            StreamError::LastOperationFailed(error) => {
-                io::Error::other(format!("{path:?}: {}", error.to_debug_string()))
-            }
-            StreamError::Closed => io::Error::other(format!("{path:?}: closed")),
-        })
+            .open(self.root.join(CALL_LOG))?
+            .write_all(line)
+    }
+
+    /// Appends `line` to the call record (creating it) in one appending
+    /// write: in a plugin, WASI's `append-via-stream` and one
+    /// `blocking-write-and-flush`, which a host (wasmtime) may perform on
+    /// the calling thread. Rust's `std` writes files with `check-write`,
+    /// `write` and `flush` instead, which wasmtime always hands to a thread
+    /// pool and back: most of a short mock call's time went to that
+    /// hand-off. Lines longer than one such write allows go through `std`.
+    #[cfg(target_os = "wasi")]
+    fn append_record(&self, line: &[u8]) -> io::Result<()> {
+        use wasip2::filesystem::types::{DescriptorFlags, ErrorCode, OpenFlags, PathFlags};
+        use wasip2::io::streams::StreamError;
+
+        /// The most one `blocking-write-and-flush` takes.
+        const MAX_WRITE: usize = 4096;
+        let path = self.root.join(CALL_LOG);
+        let failed = |error: ErrorCode| {
+            let kind = match error {
+                ErrorCode::NoEntry => ErrorKind::NotFound,
+                ErrorCode::Access | ErrorCode::NotPermitted | ErrorCode::ReadOnly => {
+                    ErrorKind::PermissionDenied
+                }
+                _ => ErrorKind::Other,
+            };
+            io::Error::new(kind, format!("{path:?}: {error:?}"))
+        };
+        let Some(grant) = self.grant().filter(|_| line.len() <= MAX_WRITE) else {
+            return OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)?
+                .write_all(line);
+        };
+        let relative = if grant.inside.is_empty() {
+            CALL_LOG.to_string()
+        } else {
+            format!("{}/{CALL_LOG}", grant.inside)
+        };
+        let file = grant
+            .dir
+            .open_at(
+                PathFlags::empty(),
+                &relative,
+                OpenFlags::CREATE,
+                DescriptorFlags::WRITE,
+            )
+            .map_err(failed)?;
+        let stream = file.append_via_stream().map_err(failed)?;
+        stream
+            .blocking_write_and_flush(line)
+            .map_err(|error| match error {
+                StreamError::LastOperationFailed(error) => {
+                    io::Error::other(format!("{path:?}: {}", error.to_debug_string()))
+                }
+                StreamError::Closed => io::Error::other(format!("{path:?}: closed")),
+            })
+    }
 }
 
 /// The call record's file in a state directory.
@@ -404,8 +500,10 @@ fn unique_suffix() -> String {
 /// Defines the plumbing every mock driver shares, in the calling crate where
 /// the plugin's generated `DriverError` and `config` are in scope:
 ///
-/// - `state()`: opens the state directory named by the `state_dir` setting
+/// - `state()`: the state directory named by the `state_dir` setting
 ///   (default `/state`);
+/// - `unusable(state, e)`: the `DriverError::Unavailable` of a state
+///   directory outside everything the plugin was granted;
 /// - `io_failed(e)`: maps a state I/O error to `DriverError::Failed`;
 /// - `operation(op, target, body)`: applies an injected fault for `op` (from
 ///   the `fail_<op>` setting or a `faults/<op>` file) or runs `body`, then
@@ -415,14 +513,18 @@ fn unique_suffix() -> String {
 #[macro_export]
 macro_rules! mock_driver_plumbing {
     ($plugin:literal) => {
-        fn state() -> Result<$crate::StateDir, DriverError> {
-            let root = config::get("state_dir").unwrap_or_else(|| "/state".to_string());
-            $crate::StateDir::open(&root).map_err(|e| {
-                DriverError::Unavailable(format!(
-                    "{} state directory {root} is not usable ({e}); grant it a directory",
-                    $plugin
-                ))
-            })
+        fn state() -> $crate::StateDir {
+            $crate::StateDir::at(config::get("state_dir").unwrap_or_else(|| "/state".to_string()))
+        }
+
+        /// The error of a state directory outside everything the plugin
+        /// was granted.
+        fn unusable(state: &$crate::StateDir, e: std::io::Error) -> DriverError {
+            DriverError::Unavailable(format!(
+                "{} state directory {} is not usable ({e}); grant it a directory",
+                $plugin,
+                state.root().display()
+            ))
         }
 
         fn io_failed(e: std::io::Error) -> DriverError {
@@ -465,7 +567,8 @@ macro_rules! mock_driver_plumbing {
             target: &str,
             body: impl FnOnce(&$crate::StateDir) -> Result<T, DriverError>,
         ) -> Result<T, DriverError> {
-            let state = state()?;
+            let state = state();
+            state.reachable().map_err(|e| unusable(&state, e))?;
             let fault = match config::get(&format!("fail_{}", op.replace('-', "_"))) {
                 Some(text) => Some($crate::Fault::parse(&text)),
                 None => state.fault(op).map_err(io_failed)?,
@@ -493,7 +596,8 @@ mod tests {
     fn temp_state(name: &str) -> StateDir {
         let dir = std::env::temp_dir().join(format!("mock-state-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
-        StateDir::open(dir).expect("open state dir")
+        fs::create_dir_all(&dir).expect("a temporary directory");
+        StateDir::at(dir)
     }
 
     /// A thread recording `count` create calls on `state`, targets
@@ -507,6 +611,36 @@ mod tests {
                     .unwrap();
             }
         })
+    }
+
+    #[test]
+    fn a_new_state_directory_is_made_by_the_first_write_and_not_by_reads() {
+        let state = temp_state("lazy");
+        let root = state.root().to_path_buf();
+        fs::remove_dir(&root).unwrap();
+        state.reachable().unwrap();
+        // Reads of a directory that is not there find nothing, and make
+        // nothing.
+        assert_eq!(state.fault("inspect").unwrap(), None);
+        assert_eq!(state.get_item::<u32>("vm").unwrap(), None);
+        assert!(state.items::<u32>().unwrap().is_empty());
+        assert!(!state.delete_item("vm").unwrap());
+        assert!(!root.exists(), "reads made {}", root.display());
+        // Each kind of write makes the layout it needs on its own.
+        state.record_call("inspect", "vm", "ok").unwrap();
+        assert!(root.join("items").is_dir() && root.join("slots").is_dir());
+        assert_eq!(read_calls(&root).unwrap().len(), 1);
+        for write in 0..3 {
+            let _ = fs::remove_dir_all(&root);
+            match write {
+                0 => state.create_item("vm", &1u32).unwrap(),
+                1 => state.put_item("vm", &1u32).unwrap(),
+                _ => assert_eq!(state.reserve_slot("vm", 4).unwrap(), Some(1)),
+            }
+            assert!(root.join("faults").is_dir(), "write {write}");
+        }
+        assert_eq!(state.reserve_slot("other", 4).unwrap(), Some(2));
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]
