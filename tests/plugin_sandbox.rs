@@ -14,7 +14,7 @@ use vessel::plugins::{
     DriverError, PluginError, PluginRuntime, PoolSize, ProxyDriver, SandboxLimit, VmDriver,
 };
 use vessel_tests::hostile_components::{self, Attack};
-use vessel_tests::{TestHost, plugin, shared_cache_dir, test_config};
+use vessel_tests::{TestHost, mock_vm_state, plugin, shared_cache_dir, test_config};
 
 struct Sandbox {
     driver: VmDriver,
@@ -545,4 +545,35 @@ async fn a_mock_pointed_at_a_directory_it_was_not_granted_says_so() {
         1,
         "nothing but the host's data directory was made"
     );
+}
+
+#[tokio::test]
+async fn the_mock_reads_its_files_whole_however_many_reads_they_take() {
+    // The mock reads its files without asking for their size first (see
+    // mock-state's read_small_file): files of more than one buffer, of
+    // exactly two, and tiny ones all come back whole.
+    let dir = tempfile::tempdir().unwrap();
+    let config = test_config(&dir.path().join("data"), None);
+    let runtime = PluginRuntime::new(shared_cache_dir()).unwrap();
+    let driver = VmDriver::load(&runtime, &config).unwrap();
+    let state = mock_vm_state(&config);
+    // File sizes: three reads (the last short), exactly two full ones (and
+    // a third that finds the end), one short one.
+    for size in [10_000, 8192, 10] {
+        let message = format!("{}END", "x".repeat(size - "failed:END".len()));
+        let length = size;
+        state.inject("inspect", &format!("failed:{message}"));
+        match driver.inspect("vessel-user-a-x").await {
+            Err(PluginError::Driver {
+                error: DriverError::Failed(got),
+                ..
+            }) => assert!(
+                got == message,
+                "{length}: {} bytes, ending {:?}",
+                got.len(),
+                &got[got.len().saturating_sub(8)..]
+            ),
+            other => panic!("expected the injected failure, got {other:?}"),
+        }
+    }
 }
