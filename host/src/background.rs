@@ -36,8 +36,10 @@ pub const IO_THREAD: &str = "vessel-bg-io";
 /// result sends it out itself (a channel).
 ///
 /// When the thread cannot be started, the task runs on the caller's
-/// runtime instead (logged): background work is never lost over its
-/// priority.
+/// runtime instead (logged): background work is not lost over its
+/// priority. (Only when not even a single-threaded runtime can be built on
+/// the new thread, which needs nothing but an epoll descriptor, is the
+/// task dropped, logged as an error.)
 pub fn spawn_niced<F>(name: &str, nice: i32, task: F) -> JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
@@ -53,15 +55,21 @@ where
             // The task runs on this thread; what it spawns (a Redis
             // connection's reader) on one more, started before this one's
             // priority is lowered, so that it keeps the host's.
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
+            let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
                 .thread_name(IO_THREAD)
                 .build()
-            {
+                .or_else(|error| {
+                    tracing::warn!(thread = %thread_name, %error, "cannot start the background runtime's thread; what background work spawns runs at its priority");
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                });
+            let runtime = match runtime {
                 Ok(runtime) => runtime,
                 Err(error) => {
-                    tracing::error!(thread = %thread_name, %error, "cannot start a runtime for background work");
+                    tracing::error!(thread = %thread_name, %error, "cannot start a runtime for background work: it does not run");
                     return;
                 }
             };
