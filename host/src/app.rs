@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::api;
 use crate::auth::{AuthSetupError, Authenticator};
+use crate::background::spawn_niced;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -121,29 +122,19 @@ impl App {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = Vec::new();
+        // Both below the requests' priority: a sweep or pass over many
+        // sessions never takes a core from them (see `background`).
         if self.config.reaper.enabled {
             let reaper = Reaper::new(self.manager.clone(), self.config.reaper.clone());
-            // Below the requests' priority: a sweep over many sessions
-            // never takes a core from them (see `background`).
-            background.push((
-                "reaper",
-                crate::background::spawn_niced(
-                    "vessel-reaper",
-                    self.config.reaper.nice,
-                    reaper.run(stop_rx.clone()),
-                ),
-            ));
+            let run = reaper.run(stop_rx.clone());
+            let nice = self.config.reaper.nice;
+            background.push(("reaper", spawn_niced("vessel-reaper", nice, run)));
         }
         if self.config.reconcile.enabled {
             let reconciler = Reconciler::new(self.manager.clone(), self.config.reconcile.clone());
-            background.push((
-                "reconciler",
-                crate::background::spawn_niced(
-                    "vessel-reconcile",
-                    self.config.reconcile.nice,
-                    reconciler.run(stop_rx.clone()),
-                ),
-            ));
+            let run = reconciler.run(stop_rx.clone());
+            let nice = self.config.reconcile.nice;
+            background.push(("reconciler", spawn_niced("vessel-reconcile", nice, run)));
         }
         // At the end of the grace, requests still in flight answer 503
         // `shutting_down` instead of losing their connection.

@@ -329,7 +329,6 @@ impl PluginRuntime {
             preopens,
             network: Arc::new(plugin.grants.network.iter().copied().collect()),
             call_timeout: plugin.call_timeout,
-            file_io: plugin.file_io,
             limits: CallLimits {
                 memory_mib: plugin.memory_limit_mib,
                 max_handles: usize::try_from(plugin.max_handles).unwrap_or(usize::MAX),
@@ -449,7 +448,6 @@ pub(super) struct LoadedPlugin {
     preopens: WasiFilesystemCtx,
     network: Arc<HashSet<SocketAddr>>,
     call_timeout: Duration,
-    file_io: FileIo,
     limits: CallLimits,
     /// Turns for calls when the plugin's calls may not all run at once.
     turns: Option<Arc<tokio::sync::Semaphore>>,
@@ -490,12 +488,11 @@ impl LoadedPlugin {
     }
 
     /// The WASI context of one call: the granted directories (opened at
-    /// load), TCP to the granted addresses only, no UDP, no name lookups,
-    /// no environment, no arguments, no stdio; file operations where the
-    /// plugin's `file_io` says.
+    /// load, with file operations where the plugin's `file_io` says), TCP
+    /// to the granted addresses only, no UDP, no name lookups, no
+    /// environment, no arguments, no stdio.
     fn wasi(&self) -> WasiCtx {
         let mut builder = WasiCtxBuilder::new();
-        builder.allow_blocking_current_thread(self.file_io == FileIo::Inline);
         let allowed = self.network.clone();
         builder
             .allow_tcp(!allowed.is_empty())
