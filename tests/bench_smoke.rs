@@ -94,6 +94,12 @@ fn check_row(row: &Value) {
         0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
         "percentiles out of order: {row}"
     );
+    // The serving process's CPU was read (the host's, redis-server's or
+    // the harness's own: a wrong pid gives null), and the machine's steal.
+    assert!(number(row, "server_cpu_cores") >= 0.0, "{row}");
+    assert!(number(row, "server_cpu_per_request_us") >= 0.0, "{row}");
+    let steal = number(row, "steal_share");
+    assert!((0.0..=1.0).contains(&steal), "{row}");
 }
 
 #[test]

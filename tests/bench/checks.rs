@@ -194,11 +194,21 @@ fn plugin_call_check(results: &Results) -> Check {
         .map_or(String::new(), |native| {
             format!("; the same work natively {}", human(native.p50))
         });
+    let cpu = ok_row(results, Op::PluginInspect, None, 1)
+        .and_then(cpu_per_request)
+        .map_or(String::new(), |cpu| {
+            format!(" (CPU {} per call)", human(cpu))
+        });
     Check {
         bar,
         verdict: Verdict::of(plugin.p50 < PLUGIN_CALL_BOUND),
-        detail: format!("p50 {}{native}", human(plugin.p50)),
+        detail: format!("p50 {}{cpu}{native}", human(plugin.p50)),
     }
+}
+
+/// The serving process's CPU time per answered request of `row`.
+fn cpu_per_request(row: &LoadRow) -> Option<Duration> {
+    row.cpu.per_request(row.load.throughput())
 }
 
 /// `op` on Redis reaches `share` of `raw`'s throughput at `c`, with a p99
@@ -218,11 +228,19 @@ fn against_raw(results: &Results, op: Op, raw: Op, share: f64, c: usize, at: &st
         (Some(row), Some(baseline)) => {
             let ratio = row.load.throughput() / baseline.load.throughput();
             let p99 = row.load.summary().map_or(Duration::MAX, |s| s.p99);
+            let cpu = match (cpu_per_request(row), cpu_per_request(baseline)) {
+                (Some(host), Some(redis)) => format!(
+                    "; CPU per request: host {}, redis-server {}",
+                    human(host),
+                    human(redis)
+                ),
+                _ => String::new(),
+            };
             Check {
                 bar,
                 verdict: Verdict::of(ratio >= share && p99 < P99_BOUND),
                 detail: format!(
-                    "{:.0}% ({} vs {}), p99 {}",
+                    "{:.0}% ({} vs {}), p99 {}{cpu}",
                     ratio * 100.0,
                     human_rate(row.load.throughput()),
                     human_rate(baseline.load.throughput()),

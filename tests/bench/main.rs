@@ -41,6 +41,7 @@
 //! is reported; it asserts nothing about time.
 
 mod checks;
+mod cpu;
 mod hosts;
 mod http;
 mod load;

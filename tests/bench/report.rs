@@ -17,6 +17,15 @@ connection per worker, each spoken directly on its socket by the worker's own ta
 and `redis-benchmark` do), on the same machine and cores as the hosts and redis-server, so \
 the client's own CPU is part of every row.";
 
+/// What the CPU columns hold, said under the table.
+const CPU_NOTE: &str = "CPU / request: the CPU time (user and system) the serving process \
+spent per answered request in the measured window: the host for HTTP rows, redis-server for \
+the raw Redis rows, this harness for the in-process rows; it tells whose work a row is and \
+what one more request costs. Steal: the share of the machine's time the hypervisor gave to \
+other guests meanwhile. Rows with more than a few percent of steal are slower in every \
+column, CPU per request included (idle wake-ups and cold caches cost more), so compare rows \
+and runs at low steal.";
+
 /// The check lines, `PASS  bar: detail`.
 pub fn check_lines(checks: &[Check]) -> String {
     let mut out = String::new();
@@ -69,9 +78,12 @@ pub fn markdown(results: &Results) -> String {
     if !results.rows.is_empty() {
         let _ = writeln!(
             out,
-            "| Store | Row | c | throughput | p50 | p99 | p99.9 | max | errors | host peak RSS |"
+            "| Store | Row | c | throughput | p50 | p99 | p99.9 | max | errors | host peak RSS | CPU / request | steal |"
         );
-        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
     }
     for row in &results.rows {
         let s = row.load.summary();
@@ -80,7 +92,7 @@ pub fn markdown(results: &Results) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             row.row.store.map_or("in-process", StoreKind::name),
             row.row.op.label(),
             row.row.concurrency,
@@ -91,7 +103,16 @@ pub fn markdown(results: &Results) -> String {
             time(|s| s.max),
             row.load.errors,
             row.host_peak_rss.map_or("–".to_string(), human_mib),
+            row.cpu
+                .per_request(row.load.throughput())
+                .map_or("–".to_string(), human),
+            row.cpu
+                .steal
+                .map_or("–".to_string(), |steal| format!("{:.0}%", steal * 100.0)),
         );
+    }
+    if !results.rows.is_empty() {
+        let _ = writeln!(out, "\n{CPU_NOTE}");
     }
     let shares: Vec<_> = o
         .stores
@@ -188,6 +209,9 @@ pub fn json(results: &Results) -> Value {
                 "max_us": us(|s| s.max),
                 "mean_us": us(|s| s.mean),
                 "host_peak_rss_bytes": row.host_peak_rss,
+                "server_cpu_per_request_us": row.cpu.per_request(row.load.throughput()).map(micros),
+                "server_cpu_cores": row.cpu.process_cores,
+                "steal_share": row.cpu.steal,
             })
         })
         .collect();
@@ -250,6 +274,7 @@ pub fn json(results: &Results) -> Value {
         "stores": o.stores.iter().map(|s| s.name()).collect::<Vec<_>>(),
         "planned_rows": plan(o).len(),
         "client": CLIENT_NOTE,
+        "cpu": CPU_NOTE,
         "rows": rows,
         "cold_share": cold_share,
         "reaper": reaper,

@@ -15,7 +15,7 @@ use crate::plugin::PluginHost;
 use crate::reaper::{self, ReaperRow};
 use crate::resp::{Expect, RawRedis};
 use crate::stats::{human, human_rate};
-use crate::{Options, StoreKind, rss};
+use crate::{Options, StoreKind, cpu, rss};
 
 /// What a load row measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -199,6 +199,10 @@ pub struct LoadRow {
     pub load: Load,
     /// The peak resident memory of the host that served it, during the row.
     pub host_peak_rss: Option<u64>,
+    /// The CPU the serving process (the host, redis-server, or this
+    /// harness for in-process rows) spent in the measured window, and the
+    /// machine's steal meanwhile.
+    pub cpu: cpu::Usage,
 }
 
 /// Everything one run measured.
@@ -273,9 +277,10 @@ pub async fn run(options: &Options) -> Result<Results> {
         {
             let sessions = options.max_concurrency();
             prepare_raw(url, sessions).await?;
+            let server = redis.as_ref().and_then(RedisServer::pid);
             for row in raw {
                 let workers = raw_workers(url, row).await?;
-                rows.push(measure(row, window, workers).await);
+                rows.push(measure(row, window, workers, server).await);
             }
         }
         let http: Vec<&Planned> = of_store
@@ -327,15 +332,26 @@ pub async fn run(options: &Options) -> Result<Results> {
         let host = PluginHost::build(&dir).await?;
         let vm_id = host.create_vm("plugin-inspect").await?;
         let project = project_dir(&dir, "project");
+        // The calls run in this process: its CPU is theirs (and the one
+        // worker's, which does nothing else).
+        let harness = Some(std::process::id());
         for row in plugin {
             let measured_row = match row.op {
-                Op::PluginInspect => measure(row, window, vec![host.inspect_worker(&vm_id)]).await,
+                Op::PluginInspect => {
+                    measure(row, window, vec![host.inspect_worker(&vm_id)], harness).await
+                }
                 Op::NativeInspect => {
-                    measure(row, window, vec![host.native_inspect_worker(&vm_id)]).await
+                    measure(
+                        row,
+                        window,
+                        vec![host.native_inspect_worker(&vm_id)],
+                        harness,
+                    )
+                    .await
                 }
                 _ => {
                     let worker = host.cold_calls_worker("plugin-cold", &project)?;
-                    measure(row, window, vec![worker]).await
+                    measure(row, window, vec![worker], harness).await
                 }
             };
             rows.push(measured_row);
@@ -450,15 +466,38 @@ fn vessel_binary(options: &Options) -> Result<PathBuf> {
     Ok(sibling)
 }
 
-/// Runs one row that no host serves (raw Redis, in-process plugin calls).
-async fn measure<W: Worker>(row: &Planned, window: Window, workers: Vec<W>) -> LoadRow {
-    let load = load::run(workers, window).await;
+/// Runs one row that no host serves (raw Redis, in-process plugin calls);
+/// `server` is the process whose CPU the row costs.
+async fn measure<W: Worker>(
+    row: &Planned,
+    window: Window,
+    workers: Vec<W>,
+    server: Option<u32>,
+) -> LoadRow {
+    let (load, cpu) = load_and_cpu(workers, window, server).await;
     report_progress(row, &load);
     LoadRow {
         row: *row,
         load,
         host_peak_rss: None,
+        cpu,
     }
+}
+
+/// Runs `workers` over `window` while reading the CPU of `server` (and
+/// the machine's steal) over the measured part of it.
+async fn load_and_cpu<W: Worker>(
+    workers: Vec<W>,
+    window: Window,
+    server: Option<u32>,
+) -> (Load, cpu::Usage) {
+    let watching = tokio::spawn(cpu::watch(server, window.warmup, window.duration));
+    let load = load::run(workers, window).await;
+    let cpu = watching.await.unwrap_or(cpu::Usage {
+        steal: None,
+        process_cores: None,
+    });
+    (load, cpu)
 }
 
 fn report_progress(row: &Planned, load: &Load) {
@@ -558,13 +597,14 @@ async fn measure_http(hosts: &StoreHosts, row: &Planned, window: Window) -> Resu
     // Without a reset (an old kernel), the peak is the host's since it
     // started: still an upper bound of the row's.
     rss::reset_peak(pid);
-    let load = load::run(workers, window).await;
+    let (load, cpu) = load_and_cpu(workers, window, Some(pid)).await;
     let host_peak_rss = rss::peak(pid);
     report_progress(row, &load);
     Ok(LoadRow {
         row: *row,
         load,
         host_peak_rss,
+        cpu,
     })
 }
 
