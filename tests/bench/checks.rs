@@ -195,7 +195,7 @@ fn plugin_call_check(results: &Results) -> Check {
             format!("; the same work natively {}", human(native.p50))
         });
     let cpu = ok_row(results, Op::PluginInspect, None, 1)
-        .and_then(cpu_per_request)
+        .and_then(LoadRow::cpu_per_request)
         .map_or(String::new(), |cpu| {
             format!(" (CPU {} per call)", human(cpu))
         });
@@ -204,11 +204,6 @@ fn plugin_call_check(results: &Results) -> Check {
         verdict: Verdict::of(plugin.p50 < PLUGIN_CALL_BOUND),
         detail: format!("p50 {}{cpu}{native}", human(plugin.p50)),
     }
-}
-
-/// The serving process's CPU time per answered request of `row`.
-fn cpu_per_request(row: &LoadRow) -> Option<Duration> {
-    row.cpu.per_request(row.load.throughput())
 }
 
 /// `op` on Redis reaches `share` of `raw`'s throughput at `c`, with a p99
@@ -228,7 +223,7 @@ fn against_raw(results: &Results, op: Op, raw: Op, share: f64, c: usize, at: &st
         (Some(row), Some(baseline)) => {
             let ratio = row.load.throughput() / baseline.load.throughput();
             let p99 = row.load.summary().map_or(Duration::MAX, |s| s.p99);
-            let cpu = match (cpu_per_request(row), cpu_per_request(baseline)) {
+            let cpu = match (row.cpu_per_request(), baseline.cpu_per_request()) {
                 (Some(host), Some(redis)) => format!(
                     "; CPU per request: host {}, redis-server {}",
                     human(host),

@@ -32,7 +32,7 @@ pub struct Sample {
 }
 
 /// What a row cost between two readings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Usage {
     /// The share of the machine's time stolen by the hypervisor, 0 to 1.
     pub steal: Option<f64>,
@@ -191,13 +191,7 @@ mod tests {
             machine: None,
             process_ticks: None,
         };
-        assert_eq!(
-            usage(&blind, &after),
-            Usage {
-                steal: None,
-                process_cores: None
-            }
-        );
+        assert_eq!(usage(&blind, &after), Usage::default());
     }
 
     #[test]

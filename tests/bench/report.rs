@@ -103,9 +103,7 @@ pub fn markdown(results: &Results) -> String {
             time(|s| s.max),
             row.load.errors,
             row.host_peak_rss.map_or("–".to_string(), human_mib),
-            row.cpu
-                .per_request(row.load.throughput())
-                .map_or("–".to_string(), human),
+            row.cpu_per_request().map_or("–".to_string(), human),
             row.cpu
                 .steal
                 .map_or("–".to_string(), |steal| format!("{:.0}%", steal * 100.0)),
@@ -209,7 +207,7 @@ pub fn json(results: &Results) -> Value {
                 "max_us": us(|s| s.max),
                 "mean_us": us(|s| s.mean),
                 "host_peak_rss_bytes": row.host_peak_rss,
-                "server_cpu_per_request_us": row.cpu.per_request(row.load.throughput()).map(micros),
+                "server_cpu_per_request_us": row.cpu_per_request().map(micros),
                 "server_cpu_cores": row.cpu.process_cores,
                 "steal_share": row.cpu.steal,
             })

@@ -205,6 +205,13 @@ pub struct LoadRow {
     pub cpu: cpu::Usage,
 }
 
+impl LoadRow {
+    /// The serving process's CPU time per answered request.
+    pub fn cpu_per_request(&self) -> Option<Duration> {
+        self.cpu.per_request(self.load.throughput())
+    }
+}
+
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 pub struct Results {
@@ -493,10 +500,7 @@ async fn load_and_cpu<W: Worker>(
 ) -> (Load, cpu::Usage) {
     let watching = tokio::spawn(cpu::watch(server, window.warmup, window.duration));
     let load = load::run(workers, window).await;
-    let cpu = watching.await.unwrap_or(cpu::Usage {
-        steal: None,
-        process_cores: None,
-    });
+    let cpu = watching.await.unwrap_or_default();
     (load, cpu)
 }
 

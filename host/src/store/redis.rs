@@ -194,9 +194,10 @@ pub struct RedisStore {
     connection: ConnectionManager,
     /// Scans (a Reaper sweep, a reconciliation pass, a listing) read on a
     /// connection of their own: a page's large reply never holds up the
-    /// answer to a request queued behind it on the shared connection, and
-    /// the reply is read where the scan first ran (the background tasks'
-    /// lower-priority threads, see [`crate::background`]).
+    /// answer to a request queued behind it on the shared connection.
+    /// (Whoever first uses a connection spawns its reader; for background
+    /// work that is a thread at the host's priority, see
+    /// [`crate::background`].)
     scan_connection: ConnectionManager,
     timeout: Duration,
     scripts: Scripts,
