@@ -2,14 +2,22 @@
 //! on a real redis-server, every metric the shipped Grafana dashboard
 //! queries has series, latency is labelled by route template (never by a
 //! user id or a raw path), plugin calls by slot and function, and the
-//! session gauges agree with the store after a Reaper sweep.
+//! session gauges agree with the store after a Reaper sweep. Before any
+//! traffic, a fresh host already serves every counter of a closed label
+//! set at zero, so that rates and increases over them read 0 and their
+//! first event counts.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+use vessel::plugins::drivers::{PROXY_FUNCTIONS, VM_FUNCTIONS};
 use vessel::reaper::Reaper;
 use vessel::reconcile::Reconciler;
-use vessel_tests::{RedisServer, TestHost, metric_value, project_dir, test_config, workspace_dir};
+use vessel::store::metered::OPERATIONS;
+use vessel_tests::{
+    HostProcess, RedisServer, TestHost, free_port, host_config_toml, metric_value, project_dir,
+    test_config, workspace_dir,
+};
 
 /// The user ids the test drives; none may appear in `/metrics`.
 const USERS: [&str; 6] = ["alice", "bob", "carol", "dave", "erin", "mallory"];
@@ -280,4 +288,70 @@ async fn a_scraper_that_asks_for_openmetrics_gets_it() {
     assert!(text.contains("\nvessel_takeovers_total 0\n"), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
     host.shutdown().await;
+}
+
+/// The dashboard's metrics whose series are born of traffic: request
+/// latency by route and status, answers by endpoint and status, plugin call
+/// latency (a histogram per function called) and the session gauges (set by
+/// the first sweep: before it, nothing is known about the store).
+const BORN_OF_TRAFFIC: [&str; 5] = [
+    "vessel_http_request_duration_seconds_bucket",
+    "vessel_http_request_duration_seconds_count",
+    "vessel_api_responses_total",
+    "vessel_plugin_call_duration_seconds_bucket",
+    "vessel_sessions",
+];
+
+#[tokio::test]
+async fn a_fresh_host_serves_every_closed_counter_at_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // The Reaper's first sweep waits its interval: nothing but the scrape
+    // below happens on this host.
+    let config = host_config_toml(dir.path(), port, "", "[reaper]\ninterval = \"1h\"\n");
+    let host = HostProcess::start(dir.path(), &config, port, "host.log").await;
+    let text = host.api().get_text("/metrics").await;
+
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_dir().join("examples/grafana-dashboard.json"))
+            .expect("the shipped dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let served = sample_names(&text);
+    let missing: Vec<String> = dashboard_metric_names(&dashboard)
+        .into_iter()
+        .filter(|name| !BORN_OF_TRAFFIC.contains(&name.as_str()) && !served.contains(name))
+        .collect();
+    assert!(missing.is_empty(), "no series for {missing:?} in\n{text}");
+
+    let zero = |series: String| {
+        assert!(
+            text.lines().any(|line| line == format!("{series} 0")),
+            "{series} at 0 in\n{text}"
+        )
+    };
+    for (plugin, functions) in [("vm", &VM_FUNCTIONS[..]), ("proxy", &PROXY_FUNCTIONS[..])] {
+        for function in functions {
+            zero(format!(
+                "vessel_plugin_call_errors_total{{plugin=\"{plugin}\",function=\"{function}\"}}"
+            ));
+        }
+    }
+    for operation in OPERATIONS {
+        for error in ["unavailable", "corrupt", "backend"] {
+            zero(format!(
+                "vessel_store_errors_total{{operation=\"{operation}\",error=\"{error}\"}}"
+            ));
+        }
+    }
+    for by in ["user", "reaper_idle", "reaper_stuck", "reaper_max_age"] {
+        zero(format!("vessel_stops_total{{by=\"{by}\"}}"));
+    }
+    for result in ["hit", "created", "failed", "at_capacity", "rate_limited"] {
+        zero(format!("vessel_starts_total{{result=\"{result}\"}}"));
+    }
+    zero(r#"vessel_corrupt_records_total{found_by="reaper"}"#.to_string());
+    zero(r#"vessel_reconcile_actions_total{action="remove_orphan_vm"}"#.to_string());
+    // Nothing is claimed about the store before a sweep has counted it.
+    assert!(!text.contains("vessel_sessions{"), "{text}");
 }

@@ -70,6 +70,9 @@ macro_rules! label_values {
         }
 
         impl $name {
+            /// Every value, in the order listed.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+
             /// The label value.
             pub fn as_str(self) -> &'static str {
                 match self {
@@ -174,6 +177,29 @@ label_values! {
     }
 }
 
+label_values! {
+    /// How a store request failed (`vessel_store_errors_total{error}`).
+    StoreErrorKind {
+        /// The store could not be reached in time.
+        Unavailable => "unavailable",
+        /// A record the store holds is not a valid one.
+        Corrupt => "corrupt",
+        /// The store refused or failed the request.
+        Backend => "backend",
+    }
+}
+
+impl StoreErrorKind {
+    /// The kind of `error`.
+    pub fn of(error: &StoreError) -> StoreErrorKind {
+        match error {
+            StoreError::Unavailable(_) => StoreErrorKind::Unavailable,
+            StoreError::Corrupt { .. } => StoreErrorKind::Corrupt,
+            StoreError::Backend(_) => StoreErrorKind::Backend,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResponseLabels {
     endpoint: &'static str,
@@ -220,7 +246,7 @@ struct PluginCallLabels {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StoreErrorLabels {
     operation: &'static str,
-    error: &'static str,
+    error: StoreErrorKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -293,7 +319,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Every metric registered, counters at zero.
+    /// Every metric registered, counters at zero: each counter whose labels
+    /// take a closed set of values (the label enums here) is served at 0
+    /// for every value from the start, so that a rate or an increase over
+    /// it reads 0 rather than no data, and its first event is counted as an
+    /// increase instead of making its series appear at 1. The counters
+    /// labelled by plugin function and store operation get their zeros
+    /// when the drivers and the store are wired to these metrics
+    /// ([`Metrics::expect_plugin_functions`],
+    /// [`Metrics::expect_store_operations`]).
     pub fn new() -> Metrics {
         let metrics = Metrics {
             registry: Registry::default(),
@@ -314,7 +348,60 @@ impl Metrics {
             sweep_duration: Histogram::new(SWEEP_BUCKETS),
             last_sweep: Gauge::default(),
         };
-        metrics.registered()
+        metrics.registered().zeroed()
+    }
+
+    /// Creates the series of every closed label set at zero.
+    fn zeroed(self) -> Metrics {
+        for &result in StartResult::ALL {
+            drop(self.starts.get_or_create(&StartLabels { result }));
+        }
+        for &by in StoppedBy::ALL {
+            drop(self.stops.get_or_create(&StopLabels { by }));
+        }
+        for &reason in WouldStop::ALL {
+            drop(self.would_stop.get_or_create(&WouldStopLabels { reason }));
+        }
+        for &result in PassResult::ALL {
+            drop(self.reconcile_passes.get_or_create(&PassLabels { result }));
+        }
+        for &found_by in FoundBy::ALL {
+            drop(
+                self.corrupt_records
+                    .get_or_create(&CorruptLabels { found_by }),
+            );
+        }
+        for &action in ReconcileAction::ALL {
+            drop(
+                self.reconcile_actions
+                    .get_or_create(&ActionLabels { action }),
+            );
+        }
+        self
+    }
+
+    /// Serves `vessel_plugin_call_errors_total` at 0 for each of
+    /// `functions` of the plugin in slot `plugin`, before any call fails.
+    pub fn expect_plugin_functions(&self, plugin: &'static str, functions: &[&'static str]) {
+        for &function in functions {
+            drop(
+                self.plugin_call_errors
+                    .get_or_create(&PluginCallLabels { plugin, function }),
+            );
+        }
+    }
+
+    /// Serves `vessel_store_errors_total` at 0 for each of `operations`
+    /// and every kind of error, before any request fails.
+    pub fn expect_store_operations(&self, operations: &[&'static str]) {
+        for &operation in operations {
+            for &error in StoreErrorKind::ALL {
+                drop(
+                    self.store_errors
+                        .get_or_create(&StoreErrorLabels { operation, error }),
+                );
+            }
+        }
     }
 
     /// Registers every family, in the order `/metrics` serves them. The
@@ -519,11 +606,7 @@ impl Metrics {
 
     /// Counts a failed store request of `operation`.
     pub fn count_store_error(&self, operation: &'static str, error: &StoreError) {
-        let error = match error {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Corrupt { .. } => "corrupt",
-            StoreError::Backend(_) => "backend",
-        };
+        let error = StoreErrorKind::of(error);
         self.store_errors
             .get_or_create(&StoreErrorLabels { operation, error })
             .inc();
@@ -595,6 +678,76 @@ mod tests {
             assert!(text.contains(expected), "{expected:?} in\n{text}");
         }
         assert!(!text.contains("_total_total"), "{text}");
+    }
+
+    #[test]
+    fn closed_label_sets_are_served_at_zero_from_the_start() {
+        let metrics = Metrics::new();
+        metrics.expect_plugin_functions("vm", &["create", "inspect"]);
+        metrics.expect_store_operations(&["get"]);
+        let text = metrics.render(Format::PrometheusText);
+        let mut expected: Vec<String> = Vec::new();
+        expected.extend(
+            StartResult::ALL
+                .iter()
+                .map(|v| format!("vessel_starts_total{{result=\"{}\"}}", v.as_str())),
+        );
+        expected.extend(
+            StoppedBy::ALL
+                .iter()
+                .map(|v| format!("vessel_stops_total{{by=\"{}\"}}", v.as_str())),
+        );
+        expected.extend(WouldStop::ALL.iter().map(|v| {
+            format!(
+                "vessel_reaper_would_stop_total{{reason=\"{}\"}}",
+                v.as_str()
+            )
+        }));
+        expected.extend(
+            PassResult::ALL
+                .iter()
+                .map(|v| format!("vessel_reconcile_passes_total{{result=\"{}\"}}", v.as_str())),
+        );
+        expected.extend(FoundBy::ALL.iter().map(|v| {
+            format!(
+                "vessel_corrupt_records_total{{found_by=\"{}\"}}",
+                v.as_str()
+            )
+        }));
+        expected.extend(ReconcileAction::ALL.iter().map(|v| {
+            format!(
+                "vessel_reconcile_actions_total{{action=\"{}\"}}",
+                v.as_str()
+            )
+        }));
+        expected.extend(StoreErrorKind::ALL.iter().map(|v| {
+            format!(
+                "vessel_store_errors_total{{operation=\"get\",error=\"{}\"}}",
+                v.as_str()
+            )
+        }));
+        expected.push("vessel_plugin_call_errors_total{plugin=\"vm\",function=\"create\"}".into());
+        expected.push("vessel_plugin_call_errors_total{plugin=\"vm\",function=\"inspect\"}".into());
+        assert_eq!(expected.len(), 5 + 4 + 3 + 3 + 3 + 5 + 3 + 2);
+        for series in &expected {
+            assert!(
+                text.contains(&format!("\n{series} 0\n")),
+                "{series} in\n{text}"
+            );
+        }
+        // Counting goes on from the zero.
+        metrics.count_stop(StoppedBy::ReaperIdle);
+        let text = metrics.render(Format::PrometheusText);
+        assert!(
+            text.contains("\nvessel_stops_total{by=\"reaper_idle\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nvessel_stops_total{by=\"user\"} 0\n"),
+            "{text}"
+        );
+        // No gauge pretends to know the sessions before a sweep.
+        assert!(!text.contains("vessel_sessions{"), "{text}");
     }
 
     #[test]

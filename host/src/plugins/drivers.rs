@@ -51,6 +51,9 @@ macro_rules! driver_call {
 #[derive(Clone)]
 struct CallMeter {
     slot: &'static str,
+    /// The driver's WIT functions, the only values of the metrics'
+    /// `function` label.
+    functions: &'static [&'static str],
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -62,6 +65,11 @@ impl CallMeter {
         function: &'static str,
         call: impl Future<Output = Result<T, PluginError>>,
     ) -> Result<T, PluginError> {
+        debug_assert!(
+            self.functions.contains(&function),
+            "{function} is not a function of the {} driver",
+            self.slot
+        );
         let started = Instant::now();
         let result = call.await;
         if let Some(metrics) = &self.metrics {
@@ -70,6 +78,14 @@ impl CallMeter {
         result
     }
 }
+
+/// The functions of `vessel:infra/vm-driver`, as metrics and errors name
+/// them (the WIT names).
+pub const VM_FUNCTIONS: [&str; 5] = ["create", "copy-to", "remove", "inspect", "list-vms"];
+
+/// The functions of `vessel:infra/proxy-driver`, as metrics and errors
+/// name them (the WIT names).
+pub const PROXY_FUNCTIONS: [&str; 3] = ["add-route", "remove-route", "list-routes"];
 
 fn link_error(
     role: &str,
@@ -111,13 +127,16 @@ impl VmDriver {
             pre: Arc::new(pre),
             meter: CallMeter {
                 slot: "vm",
+                functions: &VM_FUNCTIONS,
                 metrics: None,
             },
         })
     }
 
-    /// The same driver, recording its calls in `metrics`.
+    /// The same driver, recording its calls in `metrics` (where each of
+    /// its functions' error counter is served from the start, at 0).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> VmDriver {
+        metrics.expect_plugin_functions(self.meter.slot, self.meter.functions);
         self.meter.metrics = Some(metrics);
         self
     }
@@ -187,13 +206,16 @@ impl ProxyDriver {
             pre: Arc::new(pre),
             meter: CallMeter {
                 slot: "proxy",
+                functions: &PROXY_FUNCTIONS,
                 metrics: None,
             },
         })
     }
 
-    /// The same driver, recording its calls in `metrics`.
+    /// The same driver, recording its calls in `metrics` (where each of
+    /// its functions' error counter is served from the start, at 0).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ProxyDriver {
+        metrics.expect_plugin_functions(self.meter.slot, self.meter.functions);
         self.meter.metrics = Some(metrics);
         self
     }
@@ -217,5 +239,35 @@ impl ProxyDriver {
         driver_call!(self, "list-routes", |instance, store| instance
             .vessel_infra_proxy_driver()
             .call_list_routes(&mut store))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The functions `interface` declares in the WIT file `file`.
+    fn wit_functions(file: &str, interface: &str) -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit/");
+        let text = std::fs::read_to_string(format!("{path}{file}")).expect("the WIT file");
+        let body = text
+            .split_once(&format!("interface {interface} {{"))
+            .expect("the interface")
+            .1;
+        body.lines()
+            .take_while(|line| !line.starts_with('}'))
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .filter_map(|line| line.trim().split_once(": func"))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_metered_functions_are_the_contracts() {
+        assert_eq!(wit_functions("vm-driver.wit", "vm-driver"), VM_FUNCTIONS);
+        assert_eq!(
+            wit_functions("proxy-driver.wit", "proxy-driver"),
+            PROXY_FUNCTIONS
+        );
     }
 }
