@@ -20,8 +20,8 @@ const STORE_ROWS: [&str; 6] = [
     "hit_tcp",
     "hit_none",
 ];
-/// The Redis store's baselines, at every level.
-const RAW_ROWS: [&str; 2] = ["redis_get", "redis_set"];
+/// The Redis store's baselines (and the HTTP stack's), at every level.
+const RAW_ROWS: [&str; 3] = ["redis_get", "redis_set", "raw_http"];
 /// The in-process rows, at concurrency 1.
 const PLUGIN_ROWS: [&str; 3] = ["plugin_inspect", "native_inspect", "plugin_cold_calls"];
 /// `--quick`'s levels; the cold start runs at both.
@@ -71,6 +71,11 @@ fn number(value: &Value, field: &str) -> f64 {
     value[field]
         .as_f64()
         .unwrap_or_else(|| panic!("{field} is not a number in {value}"))
+}
+
+/// The checks of the bar in a report.
+fn checks_of(report: &Value) -> &[Value] {
+    report["checks"].as_array().expect("checks")
 }
 
 /// The check of the bar whose text starts with `prefix`.
@@ -145,8 +150,16 @@ fn a_quick_run_reports_every_row_and_checks_the_bar() {
     for op in PLUGIN_ROWS {
         check_row(find(op, None, 1));
     }
-    // 2 stores × 7 rows × 2 levels, the baselines, the plugin rows.
-    assert_eq!(rows.len(), 2 * 7 * 2 + 2 * 2 + 3, "{table}");
+    // 2 stores × 7 rows × 2 levels, the 3 baselines × 2 levels, the plugin rows.
+    assert_eq!(rows.len(), 2 * 7 * 2 + 3 * 2 + 3, "{table}");
+    // The status check quotes the HTTP baseline beside raw Redis.
+    let status_check = check_starting(checks_of(&report), "redis: status");
+    assert!(
+        status_check["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("bare HTTP")),
+        "{status_check}"
+    );
 
     let shares = report["cold_share"].as_array().expect("cold_share");
     assert_eq!(shares.len(), 2, "{report}");

@@ -231,11 +231,24 @@ fn against_raw(results: &Results, op: Op, raw: Op, share: f64, c: usize, at: &st
                 ),
                 _ => String::new(),
             };
+            // What the HTTP stack alone serves, against the same baseline:
+            // the ceiling no endpoint of the host can pass.
+            let stack = match ok_row(results, Op::RawHttp, redis, c) {
+                Some(bare) => format!(
+                    "; bare HTTP {} ({:.0}% of raw {}; {} is {:.0}% of it)",
+                    human_rate(bare.load.throughput()),
+                    bare.load.throughput() / baseline.load.throughput() * 100.0,
+                    if raw == Op::RedisGet { "GET" } else { "SET" },
+                    op.id(),
+                    row.load.throughput() / bare.load.throughput() * 100.0,
+                ),
+                None => String::new(),
+            };
             Check {
                 bar,
                 verdict: Verdict::of(ratio >= share && p99 < P99_BOUND),
                 detail: format!(
-                    "{:.0}% ({} vs {}), p99 {}{cpu}",
+                    "{:.0}% ({} vs {}), p99 {}{cpu}{stack}",
                     ratio * 100.0,
                     human_rate(row.load.throughput()),
                     human_rate(baseline.load.throughput()),

@@ -40,6 +40,7 @@
 //! `tests/bench_smoke.rs` runs it with `--quick` and checks that every row
 //! is reported; it asserts nothing about time.
 
+mod bare_http;
 mod checks;
 mod cpu;
 mod hosts;
@@ -194,6 +195,8 @@ OPTIONS:
                                by '+', all of which the row must have: its id
                                (healthz, status, heartbeat, hit_inspect, hit_tcp,
                                hit_none, start_cold, redis_get, redis_set,
+                               raw_http (a bare axum server: the HTTP stack's
+                               own rate, no middleware, no store),
                                plugin_inspect, native_inspect,
                                plugin_cold_calls, reaper), its family (raw,
                                hit, cold, plugin), its store (redis,
@@ -218,6 +221,9 @@ enum Command {
     Help,
     /// The Reaper row's sweeper (internal): one sweep, with this config.
     SweepOnce(PathBuf),
+    /// The HTTP baseline's server (internal): on this address, with this
+    /// many worker threads (0: one per CPU).
+    BareHttp(std::net::SocketAddr, usize),
 }
 
 /// Parses a time: `5s`, `500ms`, `2m`, or plain seconds.
@@ -274,6 +280,18 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Command, String> {
         return match args.get(1) {
             Some(config) if args.len() == 2 => Ok(Command::SweepOnce(PathBuf::from(config))),
             _ => Err("--sweep-once takes one configuration file".into()),
+        };
+    }
+    if args.first().map(String::as_str) == Some("--bare-http") {
+        return match (args.get(1), args.get(2), args.len()) {
+            (Some(addr), Some(threads), 3) => Ok(Command::BareHttp(
+                addr.parse()
+                    .map_err(|e| format!("--bare-http: bad address {addr:?}: {e}"))?,
+                threads
+                    .parse()
+                    .map_err(|e| format!("--bare-http: bad thread count {threads:?}: {e}"))?,
+            )),
+            _ => Err("--bare-http takes an address and a thread count".into()),
         };
     }
     let mut options = if args.iter().any(|arg| arg == "--quick") {
@@ -337,6 +355,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::BareHttp(addr, threads) = command {
+        // Its own runtime, sized as a host's.
+        return match bare_http::serve(addr, threads) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("vessel-bench --bare-http: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -358,7 +386,7 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Command::Help => return ExitCode::SUCCESS,
+        Command::Help | Command::BareHttp(..) => return ExitCode::SUCCESS,
     };
     let results = match runtime.block_on(scenario::run(&options)) {
         Ok(results) => results,
@@ -464,5 +492,11 @@ mod tests {
             Ok(Command::SweepOnce(path)) if path == std::path::Path::new("a.toml")
         ));
         assert!(parse(["--sweep-once".to_string()]).is_err());
+        assert!(matches!(
+            parse(["--bare-http", "127.0.0.1:9", "2"].map(String::from)),
+            Ok(Command::BareHttp(addr, 2)) if addr.port() == 9
+        ));
+        assert!(parse(["--bare-http", "127.0.0.1:9"].map(String::from)).is_err());
+        assert!(parse(["--bare-http", "nowhere", "2"].map(String::from)).is_err());
     }
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow, ensure};
 use serde_json::json;
 use vessel_tests::{RedisServer, plugin_dir, project_dir};
 
+use crate::bare_http::BareServer;
 use crate::hosts::{Liveness, StoreHosts};
 use crate::http::{Call, Connection};
 use crate::load::{self, Load, Window, Worker};
@@ -24,6 +25,10 @@ pub enum Op {
     RedisGet,
     /// A raw Redis `SET` of a session-sized JSON value: the write baseline.
     RedisSet,
+    /// `GET /healthz` of a bare server on the host's HTTP stack (axum,
+    /// hyper, tokio), answering a fixed body: no middleware, no store. The
+    /// HTTP baseline (see [`crate::bare_http`]).
+    RawHttp,
     /// `GET /healthz`: HTTP through the host's middleware and one store
     /// ping, no session: the ceiling of every other HTTP row.
     Healthz,
@@ -69,6 +74,7 @@ impl Op {
         match self {
             Op::RedisGet => "redis_get",
             Op::RedisSet => "redis_set",
+            Op::RawHttp => "raw_http",
             Op::Healthz => "healthz",
             Op::Status => "status",
             Op::Heartbeat => "heartbeat",
@@ -85,7 +91,7 @@ impl Op {
     /// The family `--only` also selects it by.
     pub fn family(self) -> &'static str {
         match self {
-            Op::RedisGet | Op::RedisSet => "raw",
+            Op::RedisGet | Op::RedisSet | Op::RawHttp => "raw",
             Op::Healthz => "healthz",
             Op::Status => "status",
             Op::Heartbeat => "heartbeat",
@@ -100,6 +106,7 @@ impl Op {
         match self {
             Op::RedisGet => "raw Redis GET (baseline)",
             Op::RedisSet => "raw Redis SET (baseline)",
+            Op::RawHttp => "bare HTTP GET: axum, no middleware, no store (baseline)",
             Op::Healthz => "GET /healthz (HTTP and a store ping)",
             Op::Status => "GET /status/{user}",
             Op::Heartbeat => "POST /heartbeat",
@@ -156,6 +163,7 @@ pub fn plan(options: &Options) -> Vec<Planned> {
         if store == StoreKind::Redis {
             add(Op::RedisGet, &options.concurrency);
             add(Op::RedisSet, &options.concurrency);
+            add(Op::RawHttp, &options.concurrency);
         }
         for op in Op::HTTP {
             let levels = if op == Op::ColdStart {
@@ -285,9 +293,24 @@ pub async fn run(options: &Options) -> Result<Results> {
             let sessions = options.max_concurrency();
             prepare_raw(url, sessions).await?;
             let server = redis.as_ref().and_then(RedisServer::pid);
-            for row in raw {
+            for row in raw.iter().filter(|row| row.op != Op::RawHttp) {
                 let workers = raw_workers(url, row).await?;
                 rows.push(measure(row, window, workers, server).await);
+            }
+            let bare: Vec<&&Planned> = raw.iter().filter(|row| row.op == Op::RawHttp).collect();
+            if !bare.is_empty() {
+                let server = BareServer::start(options.host_threads).await?;
+                for row in bare {
+                    let mut workers = Vec::with_capacity(row.concurrency);
+                    for _ in 0..row.concurrency {
+                        workers.push(HttpWorker {
+                            connection: Connection::open(server.addr).await?,
+                            call: Call::get("/healthz").expecting(&[r#""status":"ok""#]),
+                            undo: None,
+                        });
+                    }
+                    rows.push(measure(row, window, workers, server.pid()).await);
+                }
             }
         }
         let http: Vec<&Planned> = of_store
@@ -738,9 +761,13 @@ mod tests {
         let mut options = Options::default();
         let all = plan(&options);
         // Two stores × (6 ops × 3 levels + cold × 2 levels), raw Redis
-        // GET and SET × 3 levels, and the 3 plugin rows.
-        assert_eq!(all.len(), 2 * (6 * 3 + 2) + 2 * 3 + 3);
+        // GET and SET and bare HTTP × 3 levels, and the 3 plugin rows.
+        assert_eq!(all.len(), 2 * (6 * 3 + 2) + 3 * 3 + 3);
         assert_eq!(plan_reaper(&options), vec![100_000, 1_000_000]);
+        options.only = vec!["raw_http".into()];
+        assert_eq!(plan(&options).len(), 3);
+        options.only = vec!["raw+c32".into()];
+        assert_eq!(plan(&options).len(), 3);
 
         options.only = vec!["embedded+heartbeat".into(), "plugin".into()];
         let some = plan(&options);
