@@ -4,10 +4,11 @@
 //! One command runs every row, bounded (about ten minutes in the release
 //! profile), on loopback only, with its own `redis-server` and hosts:
 //!
-//! - raw Redis `GET` and `SET` of a session-sized JSON value (the
-//!   baselines), and through the real `vessel` binary, on the Redis store
-//!   and on the embedded store: `GET /healthz` (HTTP and a store ping: the
-//!   ceiling of the other HTTP rows), `GET /status`, `POST /heartbeat`, the
+//! - raw Redis `GET` and `SET` of a session-sized JSON value and a bare
+//!   HTTP server on the host's own stack (the baselines), and through the
+//!   real `vessel` binary, on the Redis store and on the embedded store:
+//!   `GET /healthz` (the middleware and a store ping), `GET /status`,
+//!   `POST /heartbeat`, the
 //!   cache-hit `POST /start` with each liveness check (`inspect`, `tcp`,
 //!   `none`), each at concurrency 1, 32 and 256, and the cold `POST /start`
 //!   on the mock plugins at 1 and 32: throughput, p50, p99, p99.9 and the
@@ -170,12 +171,12 @@ USAGE:
     cargo run --release -p vessel-tests --bin vessel-bench -- [OPTIONS]
 
 Closed-loop load (N workers, requests back to back) against the real vessel
-binary, on the Redis and the embedded store: healthz (the HTTP ceiling),
-status, heartbeat, the cache-hit
-start with liveness inspect, tcp and none (at 1, 32 and 256), and the cold
-start on the mock plugins (at 1 and 32); raw Redis GET and SET as the
-baselines; the mock VM's inspect in-process, through the plugin runtime and
-natively; a cold start's plugin calls; one Reaper sweep over 100,000 and
+binary, on the Redis and the embedded store: healthz (the middleware and a
+store ping), status, heartbeat, the cache-hit start with liveness inspect,
+tcp and none (at 1, 32 and 256), and the cold start on the mock plugins (at
+1 and 32); raw Redis GET and SET and a bare HTTP server on the same stack
+(raw_http) as the baselines; the mock VM's inspect in-process, through the
+plugin runtime and natively; a cold start's plugin calls; one Reaper sweep over 100,000 and
 1,000,000 sessions in Redis (1% idle) while another client watches its
 latency. Reports throughput, p50, p99, p99.9 and the host's peak RSS per row,
 then the bar of issue 12 as PASS/MISS lines (it never fails over a MISS).

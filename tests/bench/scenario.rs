@@ -30,7 +30,7 @@ pub enum Op {
     /// HTTP baseline (see [`crate::bare_http`]).
     RawHttp,
     /// `GET /healthz`: HTTP through the host's middleware and one store
-    /// ping, no session: the ceiling of every other HTTP row.
+    /// ping, no session: what every other HTTP row costs at least.
     Healthz,
     /// `GET /status/{user}` of a running session.
     Status,
