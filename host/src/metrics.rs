@@ -686,45 +686,60 @@ mod tests {
         metrics.expect_plugin_functions("vm", &["create", "inspect"]);
         metrics.expect_store_operations(&["get"]);
         let text = metrics.render(Format::PrometheusText);
-        let mut expected: Vec<String> = Vec::new();
-        expected.extend(
-            StartResult::ALL
+        /// `metric`'s series with `label` at each of `values`.
+        fn labelled<T: Copy>(
+            metric: &str,
+            label: &str,
+            values: &[T],
+            text: fn(T) -> &'static str,
+        ) -> Vec<String> {
+            values
                 .iter()
-                .map(|v| format!("vessel_starts_total{{result=\"{}\"}}", v.as_str())),
-        );
-        expected.extend(
-            StoppedBy::ALL
-                .iter()
-                .map(|v| format!("vessel_stops_total{{by=\"{}\"}}", v.as_str())),
-        );
-        expected.extend(WouldStop::ALL.iter().map(|v| {
-            format!(
-                "vessel_reaper_would_stop_total{{reason=\"{}\"}}",
-                v.as_str()
-            )
-        }));
-        expected.extend(
-            PassResult::ALL
-                .iter()
-                .map(|v| format!("vessel_reconcile_passes_total{{result=\"{}\"}}", v.as_str())),
-        );
-        expected.extend(FoundBy::ALL.iter().map(|v| {
-            format!(
-                "vessel_corrupt_records_total{{found_by=\"{}\"}}",
-                v.as_str()
-            )
-        }));
-        expected.extend(ReconcileAction::ALL.iter().map(|v| {
-            format!(
-                "vessel_reconcile_actions_total{{action=\"{}\"}}",
-                v.as_str()
-            )
-        }));
-        expected.extend(StoreErrorKind::ALL.iter().map(|v| {
-            format!(
-                "vessel_store_errors_total{{operation=\"get\",error=\"{}\"}}",
-                v.as_str()
-            )
+                .map(|&v| format!("{metric}{{{label}=\"{}\"}}", text(v)))
+                .collect()
+        }
+        let mut expected = [
+            labelled(
+                "vessel_starts_total",
+                "result",
+                StartResult::ALL,
+                StartResult::as_str,
+            ),
+            labelled(
+                "vessel_stops_total",
+                "by",
+                StoppedBy::ALL,
+                StoppedBy::as_str,
+            ),
+            labelled(
+                "vessel_reaper_would_stop_total",
+                "reason",
+                WouldStop::ALL,
+                WouldStop::as_str,
+            ),
+            labelled(
+                "vessel_reconcile_passes_total",
+                "result",
+                PassResult::ALL,
+                PassResult::as_str,
+            ),
+            labelled(
+                "vessel_corrupt_records_total",
+                "found_by",
+                FoundBy::ALL,
+                FoundBy::as_str,
+            ),
+            labelled(
+                "vessel_reconcile_actions_total",
+                "action",
+                ReconcileAction::ALL,
+                ReconcileAction::as_str,
+            ),
+        ]
+        .concat();
+        expected.extend(StoreErrorKind::ALL.iter().map(|error| {
+            let error = error.as_str();
+            format!("vessel_store_errors_total{{operation=\"get\",error=\"{error}\"}}")
         }));
         expected.push("vessel_plugin_call_errors_total{plugin=\"vm\",function=\"create\"}".into());
         expected.push("vessel_plugin_call_errors_total{plugin=\"vm\",function=\"inspect\"}".into());
