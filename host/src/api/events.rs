@@ -23,9 +23,7 @@
 //! [`POLL_INTERVAL`] while a start runs, for at most the start and stop
 //! timeouts together plus a margin.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Extension;
@@ -45,47 +43,6 @@ use crate::store::{SessionRecord, SessionStatus, StartStep, StopReason};
 
 /// How often the stream reads the record while a start runs.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-/// How long a background start's refusal stays to be told (see
-/// [`BackgroundOutcomes`]).
-const OUTCOME_RETENTION: Duration = Duration::from_secs(60);
-
-/// The most refusals of background starts kept at once.
-const MAX_OUTCOMES: usize = 10_000;
-
-/// The refusals of starts this host ran in the background (`POST /start`
-/// with `"wait": false`) that ended before they made a record (a full
-/// fleet, a store failure, ...): the record alone cannot tell those, so the
-/// event stream of the same host reads them here. Kept for a minute.
-#[derive(Debug, Default)]
-pub struct BackgroundOutcomes {
-    refused: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
-}
-
-impl BackgroundOutcomes {
-    /// Remembers that `user`'s background start failed with `error` (the
-    /// API's error body).
-    pub fn failed(&self, user: &UserId, error: serde_json::Value) {
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        refused.retain(|_, (at, _)| at.elapsed() < OUTCOME_RETENTION);
-        if refused.len() < MAX_OUTCOMES {
-            refused.insert(user.to_string(), (Instant::now(), error));
-        }
-    }
-
-    /// Forgets `user`'s refusal: a new start begins.
-    pub fn clear(&self, user: &UserId) {
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        refused.remove(user.as_str());
-    }
-
-    /// The refusal of `user`'s last background start, if recent.
-    fn take(&self, user: &UserId) -> Option<serde_json::Value> {
-        let mut refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
-        let (at, error) = refused.remove(user.as_str())?;
-        (at.elapsed() < OUTCOME_RETENTION).then_some(error)
-    }
-}
 
 /// Streams the progress of `userId`'s start as server-sent events.
 #[utoipa::path(
@@ -258,7 +215,15 @@ impl Watch {
     async fn ended_without_session(&mut self) {
         let now = self.state.manager.clock().now_ms();
         self.end_step(now);
-        if let Some(refusal) = self.state.background.take(&self.user) {
+        // A start this host runs in the background deletes its record while
+        // it is undone, before it knows the error it ends with: wait for it.
+        let wait = self.deadline.saturating_duration_since(Instant::now());
+        if let Some(refusal) = self
+            .state
+            .background
+            .take_when_ended(&self.user, wait)
+            .await
+        {
             self.finish(json_event("error", &refusal));
             return;
         }

@@ -114,8 +114,8 @@ async fn start_in_background(
     requested: crate::session::Requested,
 ) -> Result<Response, ApiError> {
     let events = format!("/sessions/{user}/events");
-    state.background.clear(&user);
     let background = state.background.clone();
+    let running = background.begin(&user);
     let manager = state.manager.clone();
     let request_id = super::request_id::current();
     let starting = user.clone();
@@ -142,6 +142,7 @@ async fn start_in_background(
                 }}),
             );
         }
+        drop(running);
         outcome
     }));
     tokio::select! {

@@ -16,6 +16,7 @@
 //! (see [`crate::auth`]).
 
 pub mod auth;
+pub mod background;
 pub mod error;
 pub mod events;
 pub mod handlers;
@@ -63,7 +64,7 @@ pub struct ApiShared {
     /// The `/start` rate limits.
     pub limiter: Arc<StartLimiter>,
     /// Refusals of starts run in the background, for their event streams.
-    pub background: Arc<events::BackgroundOutcomes>,
+    pub background: Arc<background::BackgroundOutcomes>,
 }
 
 impl ApiState {
