@@ -210,11 +210,11 @@ fn plugin_call_check(results: &Results) -> Check {
 /// under 5 ms.
 fn against_raw(results: &Results, op: Op, raw: Op, share: f64, c: usize, at: &str) -> Check {
     let redis = Some(StoreKind::Redis);
+    let command = if raw == Op::RedisGet { "GET" } else { "SET" };
     let bar = format!(
-        "redis: {} ≥ {:.0}% of raw {} at {at}, p99 < 5 ms",
+        "redis: {} ≥ {:.0}% of raw {command} at {at}, p99 < 5 ms",
         op.id(),
         share * 100.0,
-        if raw == Op::RedisGet { "GET" } else { "SET" }
     );
     match (
         ok_row(results, op, redis, c),
@@ -235,10 +235,9 @@ fn against_raw(results: &Results, op: Op, raw: Op, share: f64, c: usize, at: &st
             // the ceiling no endpoint of the host can pass.
             let stack = match ok_row(results, Op::RawHttp, redis, c) {
                 Some(bare) => format!(
-                    "; bare HTTP {} ({:.0}% of raw {}; {} is {:.0}% of it)",
+                    "; bare HTTP {} ({:.0}% of raw {command}; {} is {:.0}% of it)",
                     human_rate(bare.load.throughput()),
                     bare.load.throughput() / baseline.load.throughput() * 100.0,
-                    if raw == Op::RedisGet { "GET" } else { "SET" },
                     op.id(),
                     row.load.throughput() / bare.load.throughput() * 100.0,
                 ),

@@ -301,14 +301,7 @@ pub async fn run(options: &Options) -> Result<Results> {
             if !bare.is_empty() {
                 let server = BareServer::start(options.host_threads).await?;
                 for row in bare {
-                    let mut workers = Vec::with_capacity(row.concurrency);
-                    for _ in 0..row.concurrency {
-                        workers.push(HttpWorker {
-                            connection: Connection::open(server.addr).await?,
-                            call: Call::get("/healthz").expecting(&[r#""status":"ok""#]),
-                            undo: None,
-                        });
-                    }
+                    let workers = bare_workers(&server, row).await?;
                     rows.push(measure(row, window, workers, server.pid()).await);
                 }
             }
@@ -703,6 +696,19 @@ async fn raw_workers(url: &str, row: &Planned) -> Result<Vec<RedisWorker>> {
             RawRedis::open(url, &args, Expect::Value).await?
         };
         workers.push(RedisWorker { connection });
+    }
+    Ok(workers)
+}
+
+/// The workers of the bare HTTP row: one connection each to `server`.
+async fn bare_workers(server: &BareServer, row: &Planned) -> Result<Vec<HttpWorker>> {
+    let mut workers = Vec::with_capacity(row.concurrency);
+    for _ in 0..row.concurrency {
+        workers.push(HttpWorker {
+            connection: Connection::open(server.addr).await?,
+            call: Call::get("/healthz").expecting(&[r#""status":"ok""#]),
+            undo: None,
+        });
     }
     Ok(workers)
 }

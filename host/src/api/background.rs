@@ -49,13 +49,18 @@ pub struct RunningStart {
     ended: Arc<Notify>,
 }
 
+/// Whether `starts` holds the start whose end `ended` tells as `user`'s
+/// running one (not a refusal, nor a newer start of the same user).
+fn still_runs(starts: &HashMap<String, Outcome>, user: &str, ended: &Arc<Notify>) -> bool {
+    matches!(starts.get(user), Some(Outcome::Running(n)) if Arc::ptr_eq(n, ended))
+}
+
 impl Drop for RunningStart {
     fn drop(&mut self) {
         let mut starts = self.outcomes.lock();
         // Only its own entry: a refusal recorded meanwhile stays to be
         // told, and a newer start of the user is left alone.
-        if matches!(starts.get(&self.user), Some(Outcome::Running(n)) if Arc::ptr_eq(n, &self.ended))
-        {
+        if still_runs(&starts, &self.user, &self.ended) {
             starts.remove(&self.user);
         }
         drop(starts);
@@ -98,13 +103,13 @@ impl BackgroundOutcomes {
     /// forgets it): at once, without waiting for a start that still runs.
     pub fn take(&self, user: &UserId) -> Option<serde_json::Value> {
         let mut starts = self.lock();
-        match starts.get(user.as_str()) {
-            Some(Outcome::Refused(..)) => match starts.remove(user.as_str()) {
-                Some(Outcome::Refused(at, error)) => {
-                    (at.elapsed() < OUTCOME_RETENTION).then_some(error)
-                }
-                _ => None,
-            },
+        if !matches!(starts.get(user.as_str()), Some(Outcome::Refused(..))) {
+            return None;
+        }
+        match starts.remove(user.as_str()) {
+            Some(Outcome::Refused(at, error)) => {
+                (at.elapsed() < OUTCOME_RETENTION).then_some(error)
+            }
             _ => None,
         }
     }
@@ -124,11 +129,7 @@ impl BackgroundOutcomes {
             // A `Notified` hears every `notify_waiters` made after it was
             // created; the start may have ended just before, so look again.
             let notified = ended.notified();
-            let still_running = matches!(
-                self.lock().get(user.as_str()),
-                Some(Outcome::Running(n)) if Arc::ptr_eq(n, &ended)
-            );
-            if still_running {
+            if still_runs(&self.lock(), user.as_str(), &ended) {
                 let _ = tokio::time::timeout(wait, notified).await;
             }
         }
@@ -145,20 +146,26 @@ mod tests {
         UserId::parse(id).unwrap()
     }
 
+    /// A task waiting (up to 30 s) for the end of `id`'s start.
+    fn waiter(
+        outcomes: &Arc<BackgroundOutcomes>,
+        id: &'static str,
+    ) -> tokio::task::JoinHandle<Option<serde_json::Value>> {
+        let outcomes = outcomes.clone();
+        tokio::spawn(async move {
+            outcomes
+                .take_when_ended(&user(id), Duration::from_secs(30))
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn a_stream_waits_for_the_refusal_of_a_start_that_still_runs() {
         let outcomes = Arc::new(BackgroundOutcomes::default());
         let running = outcomes.begin(&user("bob"));
         assert_eq!(outcomes.take(&user("bob")), None, "it runs: nothing yet");
 
-        let waiting = {
-            let outcomes = outcomes.clone();
-            tokio::spawn(async move {
-                outcomes
-                    .take_when_ended(&user("bob"), Duration::from_secs(30))
-                    .await
-            })
-        };
+        let waiting = waiter(&outcomes, "bob");
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "it waits while the start runs");
         outcomes.failed(&user("bob"), json!({"error": {"code": "driver_error"}}));
@@ -176,14 +183,7 @@ mod tests {
     async fn a_start_that_ends_without_a_refusal_ends_the_wait_with_none() {
         let outcomes = Arc::new(BackgroundOutcomes::default());
         let running = outcomes.begin(&user("ada"));
-        let waiting = {
-            let outcomes = outcomes.clone();
-            tokio::spawn(async move {
-                outcomes
-                    .take_when_ended(&user("ada"), Duration::from_secs(30))
-                    .await
-            })
-        };
+        let waiting = waiter(&outcomes, "ada");
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(running);
         let told = tokio::time::timeout(Duration::from_secs(5), waiting)

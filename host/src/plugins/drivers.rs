@@ -58,6 +58,13 @@ struct CallMeter {
 }
 
 impl CallMeter {
+    /// Records calls in `metrics` from now on, where each of the driver's
+    /// functions' error counter is served from the start, at 0.
+    fn attach(&mut self, metrics: Arc<Metrics>) {
+        metrics.expect_plugin_functions(self.slot, self.functions);
+        self.metrics = Some(metrics);
+    }
+
     /// Runs `call` of WIT function `function`, recording its latency and
     /// whether it failed.
     async fn time<T>(
@@ -136,8 +143,7 @@ impl VmDriver {
     /// The same driver, recording its calls in `metrics` (where each of
     /// its functions' error counter is served from the start, at 0).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> VmDriver {
-        metrics.expect_plugin_functions(self.meter.slot, self.meter.functions);
-        self.meter.metrics = Some(metrics);
+        self.meter.attach(metrics);
         self
     }
 
@@ -215,8 +221,7 @@ impl ProxyDriver {
     /// The same driver, recording its calls in `metrics` (where each of
     /// its functions' error counter is served from the start, at 0).
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> ProxyDriver {
-        metrics.expect_plugin_functions(self.meter.slot, self.meter.functions);
-        self.meter.metrics = Some(metrics);
+        self.meter.attach(metrics);
         self
     }
 
