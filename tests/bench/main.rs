@@ -10,8 +10,8 @@
 //!   `GET /healthz` (the middleware and a store ping), `GET /status`,
 //!   `POST /heartbeat`, the
 //!   cache-hit `POST /start` with each liveness check (`inspect`, `tcp`,
-//!   `none`), each at concurrency 1, 32 and 256, and the cold `POST /start`
-//!   on the mock plugins at 1 and 32: throughput, p50, p99, p99.9 and the
+//!   `none`), and the cold `POST /start` on the mock plugins, each at
+//!   concurrency 1, 32 and 256: throughput, p50, p99, p99.9 and the
 //!   host's peak resident memory during the row;
 //! - in-process plugin rows: the mock VM's `inspect` through the plugin
 //!   runtime, the same work as native code, and a cold start's three
@@ -84,10 +84,6 @@ impl StoreKind {
     }
 }
 
-/// The highest concurrency a cold start row runs at: the mock VM hands out
-/// addresses from a fixed range, and a start costs far more than a hit.
-const COLD_MAX_CONCURRENCY: usize = 32;
-
 /// What to measure and how to report it.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -139,15 +135,6 @@ impl Options {
         }
     }
 
-    /// The concurrency levels of the cold start rows.
-    pub fn cold_concurrency(&self) -> Vec<usize> {
-        self.concurrency
-            .iter()
-            .copied()
-            .filter(|&c| c <= COLD_MAX_CONCURRENCY)
-            .collect()
-    }
-
     /// The highest concurrency level: the sessions each host holds.
     pub fn max_concurrency(&self) -> usize {
         self.concurrency.iter().copied().max().unwrap_or(1)
@@ -173,8 +160,8 @@ USAGE:
 Closed-loop load (N workers, requests back to back) against the real vessel
 binary, on the Redis and the embedded store: healthz (the middleware and a
 store ping), status, heartbeat, the cache-hit start with liveness inspect,
-tcp and none (at 1, 32 and 256), and the cold start on the mock plugins (at
-1 and 32); raw Redis GET and SET and a bare HTTP server on the same stack
+tcp and none, and the cold start on the mock plugins (each at 1, 32 and
+256); raw Redis GET and SET and a bare HTTP server on the same stack
 (raw_http) as the baselines; the mock VM's inspect in-process, through the
 plugin runtime and natively; a cold start's plugin calls; one Reaper sweep over 100,000 and
 1,000,000 sessions in Redis (1% idle) while another client watches its
@@ -187,7 +174,6 @@ OPTIONS:
     -d, --duration <TIME>      measured time per row, e.g. 5s, 500ms [5s]
     -w, --warmup <TIME>        unrecorded time before each row [1s]
     -c, --concurrency <LIST>   concurrency levels [1,32,256]
-                               (cold starts run at those up to 32)
     -s, --store <STORE>        redis, embedded or both [both]
         --reaper-sessions <LIST>
                                sizes of the Reaper rows [100000,1000000]
@@ -429,7 +415,6 @@ mod tests {
     fn the_defaults_are_the_full_run() {
         let o = options(&[]).unwrap();
         assert_eq!(o.concurrency, vec![1, 32, 256]);
-        assert_eq!(o.cold_concurrency(), vec![1, 32]);
         assert_eq!(o.reaper_sessions, vec![100_000, 1_000_000]);
         assert_eq!(
             (o.duration, o.warmup),
@@ -466,7 +451,6 @@ mod tests {
         .unwrap();
         assert_eq!(o.host_threads, 1);
         assert_eq!(o.concurrency, vec![2, 64]);
-        assert_eq!(o.cold_concurrency(), vec![2]);
         assert_eq!(o.reaper_sessions, vec![1000]);
         assert_eq!(o.only, vec!["redis+status", "hit", "reaper"]);
         assert_eq!(o.warmup, Duration::from_millis(250));

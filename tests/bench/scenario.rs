@@ -166,12 +166,7 @@ pub fn plan(options: &Options) -> Vec<Planned> {
             add(Op::RawHttp, &options.concurrency);
         }
         for op in Op::HTTP {
-            let levels = if op == Op::ColdStart {
-                options.cold_concurrency()
-            } else {
-                options.concurrency.clone()
-            };
-            add(op, &levels);
+            add(op, &options.concurrency);
         }
     }
     for op in Op::PLUGIN {
@@ -766,9 +761,9 @@ mod tests {
     fn only_selects_rows_by_id_family_store_and_concurrency() {
         let mut options = Options::default();
         let all = plan(&options);
-        // Two stores × (6 ops × 3 levels + cold × 2 levels), raw Redis
+        // Two stores × 7 ops (cold starts included) × 3 levels, raw Redis
         // GET and SET and bare HTTP × 3 levels, and the 3 plugin rows.
-        assert_eq!(all.len(), 2 * (6 * 3 + 2) + 3 * 3 + 3);
+        assert_eq!(all.len(), 2 * 7 * 3 + 3 * 3 + 3);
         assert_eq!(plan_reaper(&options), vec![100_000, 1_000_000]);
         options.only = vec!["raw_http".into()];
         assert_eq!(plan(&options).len(), 3);
