@@ -1,5 +1,6 @@
 //! Both session stores pass the same conformance suite: the embedded store
-//! on a temporary file, the Redis store against a real `redis-server`.
+//! on a temporary file, the Redis store against a real `redis-server`, on
+//! its TCP port and on its Unix socket.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,20 @@ macro_rules! conformance {
                     let server = RedisServer::start();
                     let store: Store =
                         Arc::new(RedisStore::new(&server.url(), Duration::from_secs(5)).unwrap());
+                    store_suite::$check(store).await;
+                }
+            )*
+        }
+        /// The same store over Redis's Unix socket (`redis+unix://`).
+        mod redis_unix {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let server = RedisServer::start();
+                    let store: Store = Arc::new(
+                        RedisStore::new(&server.unix_url(), Duration::from_secs(5)).unwrap(),
+                    );
                     store_suite::$check(store).await;
                 }
             )*

@@ -2,29 +2,63 @@
 //! URLs, secret-looking settings, and control characters in text that
 //! plugins and drivers wrote.
 
-/// `url` with the password of its user info replaced by `***`
-/// (`redis://:hunter2@host/0` becomes `redis://:***@host/0`). Text that is
-/// not a URL with a password comes back as it is.
+/// `url` with its password replaced by `***`: the password of its user
+/// info (`redis://:hunter2@host/0` becomes `redis://:***@host/0`) and a
+/// `pass` or `password` query parameter, where Redis URLs of a Unix socket
+/// carry it (`redis+unix:///run/redis.sock?pass=hunter2` becomes
+/// `...?pass=***`). Text that is not a URL with a password comes back as
+/// it is.
 pub fn url(url: &str) -> String {
     url_with_mask(url, "***")
 }
 
-/// `url` with the password of its user info replaced by `mask`, as
-/// [`url`] does with `***`.
+/// `url` with its passwords replaced by `mask`, as [`url`] does with
+/// `***`.
 pub fn url_with_mask(url: &str, mask: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    // The user info ends at the last '@' before the path.
+    // The user info ends at the last '@' before the path; the query begins
+    // at the first '?' after it (a password may hold either character).
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    let (user_info, host) = (&rest[..at], &rest[at..]);
-    match user_info.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:{mask}{host}"),
-        None => url.to_string(),
+    let at = rest[..authority_end].rfind('@');
+    let after_user_info = at.map_or(0, |at| at + 1);
+    let query_start = rest[after_user_info..]
+        .find('?')
+        .map(|offset| after_user_info + offset);
+    let mut shown = format!("{scheme}://");
+    match at.map(|at| (&rest[..at], at)) {
+        Some((user_info, at)) => {
+            match user_info.split_once(':') {
+                Some((user, _password)) => shown.push_str(&format!("{user}:{mask}")),
+                None => shown.push_str(user_info),
+            }
+            shown.push_str(&rest[at..query_start.unwrap_or(rest.len())]);
+        }
+        None => shown.push_str(&rest[..query_start.unwrap_or(rest.len())]),
     }
+    if let Some(start) = query_start {
+        shown.push('?');
+        shown.push_str(&mask_query(&rest[start + 1..], mask));
+    }
+    shown
+}
+
+/// `query` with the value of each `pass` or `password` parameter replaced
+/// by `mask`.
+fn mask_query(query: &str, mask: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _))
+                if name.eq_ignore_ascii_case("pass") || name.eq_ignore_ascii_case("password") =>
+            {
+                format!("{name}={mask}")
+            }
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Whether a setting or variable named `name` probably holds a secret, so
@@ -76,6 +110,34 @@ mod tests {
         assert_eq!(url("redis://host:6379"), "redis://host:6379");
         assert_eq!(url("redis://user@host"), "redis://user@host");
         assert_eq!(url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn passwords_in_the_query_of_a_unix_socket_url_are_hidden() {
+        assert_eq!(
+            url("redis+unix:///run/redis/redis.sock?db=2&pass=hunter2&user=vessel"),
+            "redis+unix:///run/redis/redis.sock?db=2&pass=***&user=vessel"
+        );
+        assert_eq!(
+            url("unix:///tmp/r.sock?PASSWORD=a@b/c?d"),
+            "unix:///tmp/r.sock?PASSWORD=***"
+        );
+        assert_eq!(
+            url("redis+unix:///tmp/r.sock?db=0"),
+            "redis+unix:///tmp/r.sock?db=0"
+        );
+        // A path with an '@' is not user info.
+        assert_eq!(
+            url("redis+unix:///srv/a@b/r.sock?pass=x"),
+            "redis+unix:///srv/a@b/r.sock?pass=***"
+        );
+        assert_eq!(
+            url("redis://:s3cret@127.0.0.1:6379/0?protocol=resp3"),
+            "redis://:***@127.0.0.1:6379/0?protocol=resp3"
+        );
+        // A '?' in the password of the user info is not a query.
+        assert_eq!(url("redis://:pa?ss@host/0"), "redis://:***@host/0");
+        assert_eq!(url("redis://host?pass=x"), "redis://host?pass=***");
     }
 
     #[test]

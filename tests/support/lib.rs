@@ -129,6 +129,11 @@ impl RedisServer {
         command
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--protected-mode", "yes"])
+            // Also on a Unix socket that only this user may open, as a
+            // Redis on the host's own machine is often reached.
+            .arg("--unixsocket")
+            .arg(self.socket_path())
+            .args(["--unixsocketperm", "700"])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -167,6 +172,16 @@ impl RedisServer {
     /// The server's URL.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The server's Unix socket (in its own temporary directory).
+    pub fn socket_path(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// The server's URL on its Unix socket (`redis+unix:///…`).
+    pub fn unix_url(&self) -> String {
+        format!("redis+unix://{}", self.socket_path().display())
     }
 
     /// Stops the server (SIGKILL), as an outage would.

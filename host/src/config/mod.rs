@@ -1307,6 +1307,22 @@ mod tests {
     }
 
     #[test]
+    fn a_unix_socket_urls_password_is_not_printed_either() {
+        let config = Config::from_toml(&format!(
+            "[store]\nredis_url = \"redis+unix:///run/redis/redis.sock?db=1&pass={SECRET}\"\n"
+        ))
+        .unwrap();
+        let printed = config.to_toml().unwrap();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("redis+unix:///run/redis/redis.sock?db=1&pass=<redacted>"));
+        let debug = format!("{config:#?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        // Put back, it loads as it was.
+        let loaded = Config::from_toml(&printed.replace(REDACTED, SECRET)).unwrap();
+        assert_eq!(loaded, config);
+    }
+
+    #[test]
     fn check_config_output_loads_back_once_the_secrets_are_put_back() {
         let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
         let example = |name: &str| {
