@@ -18,6 +18,9 @@
 //! - [`ids`], [`names`] — validated user ids and the names derived from them.
 //! - [`app`] — assembling and serving a host.
 
+// Every public item is documented (the style guide; CI denies warnings).
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod app;
 pub mod auth;

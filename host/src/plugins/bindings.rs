@@ -4,7 +4,10 @@
 //! bindings reuse the VM world's, so the host implements `process`,
 //! `http`, `config` and `log` once.
 
-/// Bindings for the `vm-plugin` world.
+/// Bindings for the `vm-plugin` world. The generated items carry the WIT's
+/// own documentation where it has some (`wit/` is the contract's reference);
+/// the glue `bindgen!` adds around them has none, hence the `allow`.
+#[allow(missing_docs)]
 pub mod vm {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -15,7 +18,8 @@ pub mod vm {
     });
 }
 
-/// Bindings for the `proxy-plugin` world.
+/// Bindings for the `proxy-plugin` world (documented as [`vm`] is).
+#[allow(missing_docs)]
 pub mod proxy {
     wasmtime::component::bindgen!({
         path: "../wit",
