@@ -18,30 +18,26 @@ pub fn url_with_mask(url: &str, mask: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };
-    // The user info ends at the last '@' before the path; the query begins
-    // at the first '?' after it (a password may hold either character).
+    // Two independent passes, so that a password holding '?' or '@' is
+    // hidden whichever way it is read.
+    let rest = mask_user_info(rest, mask);
+    match rest.split_once('?') {
+        Some((before, query)) => format!("{scheme}://{before}?{}", mask_query(query, mask)),
+        None => format!("{scheme}://{rest}"),
+    }
+}
+
+/// `rest` (a URL after its `scheme://`) with the password of its user info
+/// replaced by `mask`; the user info ends at the last '@' before the path.
+fn mask_user_info(rest: &str, mask: &str) -> String {
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    let at = rest[..authority_end].rfind('@');
-    let after_user_info = at.map_or(0, |at| at + 1);
-    let query_start = rest[after_user_info..]
-        .find('?')
-        .map(|offset| after_user_info + offset);
-    let mut shown = format!("{scheme}://");
-    match at.map(|at| (&rest[..at], at)) {
-        Some((user_info, at)) => {
-            match user_info.split_once(':') {
-                Some((user, _password)) => shown.push_str(&format!("{user}:{mask}")),
-                None => shown.push_str(user_info),
-            }
-            shown.push_str(&rest[at..query_start.unwrap_or(rest.len())]);
-        }
-        None => shown.push_str(&rest[..query_start.unwrap_or(rest.len())]),
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return rest.to_string();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:{mask}{}", &rest[at..]),
+        None => rest.to_string(),
     }
-    if let Some(start) = query_start {
-        shown.push('?');
-        shown.push_str(&mask_query(&rest[start + 1..], mask));
-    }
-    shown
 }
 
 /// `query` with the value of each `pass` or `password` parameter replaced
@@ -138,6 +134,8 @@ mod tests {
         // A '?' in the password of the user info is not a query.
         assert_eq!(url("redis://:pa?ss@host/0"), "redis://:***@host/0");
         assert_eq!(url("redis://host?pass=x"), "redis://host?pass=***");
+        // Nor is an '@' in a query's password the end of a user info.
+        assert_eq!(url("redis://host?pass=a@b"), "redis://host?pass=***");
     }
 
     #[test]

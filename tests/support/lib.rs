@@ -175,7 +175,7 @@ impl RedisServer {
     }
 
     /// The server's Unix socket (in its own temporary directory).
-    pub fn socket_path(&self) -> PathBuf {
+    fn socket_path(&self) -> PathBuf {
         self.dir.path().join("redis.sock")
     }
 
