@@ -10,6 +10,25 @@ use vessel::store::redis::RedisStore;
 use vessel_tests::RedisServer;
 use vessel_tests::store_suite::{self, Store};
 
+/// The suite's checks against the Redis store on a fresh server, reached
+/// at the URL its method `$url` names.
+macro_rules! on_redis {
+    ($module:ident, $url:ident, $($check:ident),*) => {
+        mod $module {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let server = RedisServer::start();
+                    let store: Store =
+                        Arc::new(RedisStore::new(&server.$url(), Duration::from_secs(5)).unwrap());
+                    store_suite::$check(store).await;
+                }
+            )*
+        }
+    };
+}
+
 macro_rules! conformance {
     ($($check:ident),* $(,)?) => {
         mod embedded {
@@ -24,32 +43,9 @@ macro_rules! conformance {
                 }
             )*
         }
-        mod redis {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let server = RedisServer::start();
-                    let store: Store =
-                        Arc::new(RedisStore::new(&server.url(), Duration::from_secs(5)).unwrap());
-                    store_suite::$check(store).await;
-                }
-            )*
-        }
-        /// The same store over Redis's Unix socket (`redis+unix://`).
-        mod redis_unix {
-            use super::*;
-            $(
-                #[tokio::test]
-                async fn $check() {
-                    let server = RedisServer::start();
-                    let store: Store = Arc::new(
-                        RedisStore::new(&server.unix_url(), Duration::from_secs(5)).unwrap(),
-                    );
-                    store_suite::$check(store).await;
-                }
-            )*
-        }
+        on_redis!(redis, url, $($check),*);
+        // The same store over Redis's Unix socket (`redis+unix://`).
+        on_redis!(redis_unix, unix_url, $($check),*);
     };
 }
 
